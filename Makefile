@@ -7,7 +7,7 @@ DATA ?= ../shared/data
 OUT ?= outputs/demo
 STAMP := $(VENV)/.ecgmeta-installed
 
-.PHONY: install demo test test-fast test-slow test-cuda check-sync docs lab clean-venv
+.PHONY: install demo test test-slow test-cuda check-sync docs docs-test lab clean-venv
 
 $(STAMP): pyproject.toml tools/install_learn2learn.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,11 @@ test-cuda: install
 	$(BIN)/nbdev-test --n-workers 1 --flags "slow cuda"
 	ECGMETA_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests
 
-docs: install  ## build the documentation site into _docs/
-	$(BIN)/python tools/build_docs.py --out _docs
+docs: install  ## build the documentation site into _docs/ (tutorials and ECG plots executed)
+	$(BIN)/python tools/build_docs.py --out _docs --execute 'tutorials/*' --execute 01_plots.ipynb
+
+docs-test: docs  ## open every page of the built site in headless chromium
+	ECGMETA_DOCS_SITE=_docs ECGMETA_DOCS_SCREENSHOT=_docs_screenshot.png $(BIN)/python -m pytest tests/test_docs_site.py -q
 
 lab: install  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab nbs/
