@@ -1,0 +1,78 @@
+"End to end: a tiny meta-training run, then `ecgmeta evaluate` on it; the report's structure and every baseline."
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ecgmeta.cli import main
+from ecgmeta.evaluate import DEFAULT_METHODS, EvalConfig, evaluate_run, load_run
+
+DATA = Path(os.environ.get("ECGMETA_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+QTYPES = ["single-verify"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    "A one-step meta-training run with a tiny random LLaMA and a random small encoder."
+    from ecgmeta.trainer import config_from_dict, meta_train
+    root = tmp_path_factory.mktemp("evalrun")
+    cfg = config_from_dict(dict(data_dir=str(DATA), out_dir=str(root / "run"), ecg_cache_dir=str(root / "ecgs"),
+                                llm="tiny-llama", encoder="random", fusion="resampler", fusion_tokens=2,
+                                question_types=QTYPES, max_classes=4, n_way=2, k_shot=1, q_query=1,
+                                meta=dict(algorithm="fomaml", inner_steps=1, inner_lr=0.01, tasks_per_batch=1),
+                                meta_steps=1, val_every=1, val_episodes=1, checkpoint_every=1))
+    meta_train(cfg, progress=False, resume=False)
+    return root
+
+
+def test_evaluate_cli_end_to_end(tiny_run, tmp_path, capsys):
+    qa = tmp_path / "mine.json"  # a user question file in ECG-QA format: ECG-QA's own fold-10 noise items
+    from ecgmeta.data import PTBXL
+    fold = PTBXL(DATA / "ptbxl").db.strat_fold.to_dict()
+    raw = json.loads((DATA / "ecgqa/ptbxl/template/train/120000.json").read_text())
+    raw = [d for d in raw if d["template_id"] == 28 and all(fold.get(e) == 10 for e in d["ecg_id"])]
+    qa.write_text(json.dumps(raw))
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--model", str(tiny_run / "run"), "--data", str(DATA), "--out", str(out), "--n-way", "2",
+               "--k-shot", "1", "--q-query", "1", "--episodes", "1", "--question-types", ",".join(QTYPES),
+               "--lead-subsets", "I", "--snr", "10", "--qa", str(qa), "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "evaluate wrote" in printed and str(out / "report.html") in printed
+    for f in ("report.md", "report.html", "records.csv", "summary.csv", "summary.json"):
+        assert (out / f).is_file(), f
+    recs = pd.read_csv(out / "records.csv")
+    sources = set(recs.source)
+    assert any(s.startswith("generated") for s in sources)
+    assert any(s.startswith("official ECG-QA") for s in sources)
+    assert "question file mine.json" in sources
+    main_src = next(s for s in sources if s.startswith("generated"))
+    base = recs[(recs.source == main_src) & (recs.condition == "12 leads")]
+    assert set(DEFAULT_METHODS) <= set(base.method), "every baseline and control must be in the records"
+    assert set(base.question_type) == set(QTYPES)
+    conds = set(recs[recs.source == main_src].condition)
+    assert conds == {"12 leads", "lead I", "12 leads, SNR 10 dB"}
+    # every method answers the same queries
+    n = base.groupby("method").size()
+    assert n.nunique() == 1
+    md = (out / "report.md").read_text()
+    for heading in ("## Run", "## How answers are scored", "## Results: generated", "### Accuracy per question type",
+                    "### Per template", "### Lead subsets and noise", "## Results: official ECG-QA", "## Results: question file mine.json",
+                    "## Training curve", "## Example meta-test episodes", "## Context: the paper's numbers"):
+        assert heading in md, heading
+    table = md.split("### Accuracy per question type", 1)[1].split("\n\n")[2]
+    for m in DEFAULT_METHODS: assert f" {m} |" in table.splitlines()[0], m
+    assert "84.6" in md and "77.3" in md and "69.6" in md
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3  # accuracy plot, conditions, training curve, episode plot
+    assert (out / "figures").is_dir() and any((out / "figures").glob("*.png"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"summary", "targets", "skipped", "seconds"} <= set(summary)
+
+
+def test_evaluate_missing_model_is_a_clear_error(tmp_path):
+    from ecgmeta.data import ECGMetaError
+    with pytest.raises(ECGMetaError, match="no saved model"):
+        load_run(tmp_path)
