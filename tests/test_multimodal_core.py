@@ -102,6 +102,7 @@ def test_text_map_fits_training_texts(train_recs):
     assert tm(f).shape == (len(train_recs), 384)
 
 
+@pytest.mark.slow  # ~1-3 min: builds every row of the benchmark table on real records
 def test_mini_benchmark_writes_every_row(db, tmp_path):
     cfg = BenchmarkConfig(train=MultimodalConfig(steps=2, batch_size=16), grid_leads=("all", "I"), grid_snr=(None, 0.0),
                           probe_train=None, Cs=(0.1,), n_boot=30, k=5, max_records=(160, 60, 80))
