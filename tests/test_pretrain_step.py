@@ -103,3 +103,18 @@ def test_cli_pretrain(data, tmp_path, capsys):
     with pytest.raises(ECGMetaError, match="Unknown pretrain config keys"):
         conf.write_text('{"hidden": 64}')
         main(["pretrain", "--config", str(conf), "--data", str(folder), "--out", str(out)])
+
+
+def test_shipped_checkpoint_matches_its_reproduction_config():
+    "The shipped encoder has the architecture of `configs/pretrain_small.json`, trained on folds 1-8, text objective."
+    import json
+    from ecgmeta.encoder import resolve_checkpoint
+    cfg = PretrainConfig.from_dict(json.loads((ROOT / "ecgmeta" / "configs" / "pretrain_small.json").read_text()))
+    assert cfg.folds == (1, 2, 3, 4, 5, 6, 7, 8)
+    assert cfg.preprocess == PreprocessConfig()  # the preprocessing `ecgmeta probe` feeds the encoder
+    shipped = json.loads((resolve_checkpoint("ecg-encoder-ptbxl-small") / "config.json").read_text())
+    want = cfg.encoder_config().to_dict()
+    for k in ("hidden_size", "lead_dim", "num_layers", "num_heads", "patch_size", "fs", "stem_channels"):
+        assert shipped[k] == want[k], (k, shipped[k], want[k])
+    card = (resolve_checkpoint("ecg-encoder-ptbxl-small") / "MODEL_CARD.md").read_text()
+    assert "configs/pretrain_small.json" in card and f"{cfg.steps} steps" in card
