@@ -6,6 +6,8 @@
 # Idempotent: does nothing when `import learn2learn` already works.
 set -euo pipefail
 PY="${1:-python3}"
+# make a relative interpreter path absolute (the build below runs in another folder); keep venv symlinks as they are
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 VERSION="0.2.0"
 if "$PY" -c "import learn2learn" >/dev/null 2>&1; then
     echo "learn2learn already importable with $PY: $("$PY" -c 'import learn2learn; print(learn2learn.__version__)')"
