@@ -2,8 +2,8 @@
 # Pretrain the ECG encoder on a CUDA machine (bf16 autocast) from a prepared, float16 PretrainData folder.
 #
 # Self-contained: needs only this repository, python3 with torch/transformers/numpy/pandas/safetensors/tqdm, and
-# the data folder .gpu/ptbxl-f1-8 (PTB-XL strat_fold 1-8 at 100 Hz, preprocessed with the default
-# PreprocessConfig, signals float16, MiniLM text embeddings), written on a CPU machine by
+# the data folder .gpu/ptbxl-f1-8 (PTB-XL strat_fold 1-8 at 100 Hz, preprocessed as the config's `preprocess`
+# field says, signals float16, MiniLM text embeddings), written on a CPU machine by
 #   ecgmeta pretrain --config ecgmeta/configs/pretrain_gpu.json --data ../shared/data/ptbxl --out /tmp/p \
 #       --cache-dir /tmp/cache --save-data .gpu/ptbxl-f1-8
 # Output: $OUT/run (metrics.jsonl, losses.png, encoder/) and $OUT/ecg-encoder-ptbxl-small (float16 encoder to ship).

@@ -33,13 +33,12 @@ def phase_features(data, cache, encoder, max_records, batch_size):
     import torch
     from ecgmeta.cache import CachedECGDataset
     from ecgmeta.encoder import ECGEncoder, ECGEncoderConfig
-    from ecgmeta.preprocess import PreprocessConfig
-    from ecgmeta.probe import extract_features
+    from ecgmeta.probe import encoder_preprocess, extract_features
     db, ids, all_ids, _ = _setup(data, cache, max_records)
-    ds = CachedECGDataset(db, cache, PreprocessConfig(), ids=all_ids, progress=False)
     if encoder: enc = ECGEncoder.from_pretrained(encoder)
     else:
         torch.manual_seed(0); enc = ECGEncoder(ECGEncoderConfig())
+    ds = CachedECGDataset(db, cache, encoder_preprocess(enc), ids=all_ids, progress=False)  # what the encoder expects
     extract_features(enc, ds, all_ids[:batch_size], batch_size=batch_size, progress=False)  # warm-up
     t = time.perf_counter(); c = time.process_time()
     X = extract_features(enc, ds, all_ids, batch_size=batch_size, progress=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from .data import LEADS12, ECGMetaError
+from .preprocess import PreprocessConfig
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +48,26 @@ class ECGEncoderConfig(PretrainedConfig):
         lead_dim: int = 64,  # per-(lead, patch) feature size before pooling over leads
         dropout: float = 0.1,  # dropout in the transformer
         initializer_range: float = 0.02,  # std of linear-layer initialisation
+        amplitude: bool = False,  # standardise each lead inside the encoder and embed its log-amplitude (input in mV, not z-scored)
+        preprocess: dict | None = None,  # `PreprocessConfig` fields of the input the encoder expects; None = `PreprocessConfig()`
         **kwargs,
     ):
         self.n_leads, self.fs, self.patch_size, self.window_patches = n_leads, fs, patch_size, window_patches
         self.hidden_size, self.num_layers, self.num_heads, self.mlp_ratio = hidden_size, num_layers, num_heads, mlp_ratio
         self.stem_channels, self.lead_dim, self.dropout, self.initializer_range = list(stem_channels), lead_dim, dropout, initializer_range
+        self.amplitude = bool(amplitude)
+        if isinstance(preprocess, PreprocessConfig): preprocess = asdict(preprocess)
+        self.preprocess = None if preprocess is None else {k: list(v) if isinstance(v, tuple) else v for k, v in dict(preprocess).items()}
+        if self.preprocess is not None: self.preprocess_config()  # validates the fields now, not at first use
         super().__init__(**kwargs)
+
+    def preprocess_config(self) -> PreprocessConfig:
+        "The `PreprocessConfig` the encoder's input must be prepared with (`PreprocessConfig()` when none is recorded)."
+        if self.preprocess is None: return PreprocessConfig()
+        try: return PreprocessConfig(**self.preprocess)
+        except TypeError as e:
+            raise ECGMetaError(f"ECGEncoderConfig.preprocess={self.preprocess!r} is not a set of PreprocessConfig fields ({e}); "
+                               f"fix config.json or pass a PreprocessConfig.") from None
 
 # %% ../nbs/03_encoder.ipynb #7cee205e
 @dataclass
@@ -121,6 +136,8 @@ class ECGEncoder(PreTrainedModel):
             nn.Conv1d(c2, dl, s3, stride=s3),
         )
         self.stem_norm = nn.LayerNorm(dl)
+        if config.amplitude:  # (lead log-std of the window, patch log-RMS) -> per-(lead, patch) feature
+            self.amp_embed = nn.Sequential(nn.Linear(2, dl), nn.GELU(), nn.Linear(dl, dl))
         self.lead_scale = nn.Embedding(config.n_leads, dl)
         self.lead_shift = nn.Embedding(config.n_leads, dl)
         self.lead_mlp = nn.Sequential(nn.LayerNorm(dl), nn.Linear(dl, 2 * dl), nn.GELU(), nn.Linear(2 * dl, dl))
@@ -184,13 +201,35 @@ class ECGEncoder(PreTrainedModel):
             raise ECGMetaError("Signal has no samples.")
         return signal, lead_mask
 
+    def amplitude_features(self, signal: torch.Tensor,  # `(N, 12, W*P)` one window per row, in mV
+                           n_valid: torch.Tensor | None = None,  # `(N,)` real (unpadded) samples per window; None = all
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        "Each lead standardised over the real samples of its window, and `(N, 12, W, 2)` log-amplitudes (lead std, patch RMS)."
+        N, L, S = signal.shape
+        P, eps = self.config.patch_size, 1e-3  # eps in mV: flat or absent leads get log(eps)
+        x = signal.float()
+        if n_valid is None: n_valid = torch.full((N,), S, device=x.device)
+        real = (torch.arange(S, device=x.device)[None] < n_valid[:, None])[:, None]  # (N, 1, S)
+        n = n_valid.clamp_min(1)[:, None, None].to(x.dtype)
+        mean = (x * real).sum(-1, keepdim=True) / n
+        std = (((x - mean) * real).pow(2).sum(-1, keepdim=True) / n).sqrt()
+        z = ((x - mean) / (std + eps)) * real
+        rms = x.view(N, L, S // P, P).pow(2).mean(-1).sqrt()  # (N, L, W)
+        amp = torch.stack([torch.log(std + eps).expand_as(rms), torch.log(rms + eps)], -1) + 1.5  # centred for mV ECGs
+        return z.to(signal.dtype), amp.to(signal.dtype)
+
     def embed_patches(self, signal: torch.Tensor,  # `(N, 12, W*P)` one window per row
                       lead_mask: torch.Tensor,  # `(N, 12)` bool
+                      n_valid: torch.Tensor | None = None,  # `(N,)` real samples per window (amplitude encoders); None = all
                      ) -> torch.Tensor:
         "Per-(lead, patch) features pooled over present leads: `(N, W, D)`."
         N, L, S = signal.shape
+        if self.config.amplitude:
+            signal, amp = self.amplitude_features(signal, n_valid)
         h = self.stem(signal.reshape(N * L, 1, S)).transpose(1, 2)  # (N*L, W, D)
         h = self.stem_norm(h).view(N, L, -1, h.shape[-1])
+        if self.config.amplitude:
+            h = h + self.amp_embed(amp)
         idx = torch.arange(L, device=signal.device)
         h = h * (1 + self.lead_scale(idx))[None, :, None] + self.lead_shift(idx)[None, :, None]
         h = h + self.lead_mlp(h)
@@ -198,7 +237,7 @@ class ECGEncoder(PreTrainedModel):
 
     def forward(
         self,
-        signal: torch.Tensor,  # `(B, 12, S)` canonical leads in mV, preprocessed
+        signal: torch.Tensor,  # `(B, 12, S)` canonical leads in mV, preprocessed with `config.preprocess_config()`
         lead_mask: torch.Tensor | None = None,  # `(B, 12)` bool, True = lead present; None = all present
         fs: float | None = None,  # sampling rate of `signal`; None = `config.fs`
         patch_mask: torch.Tensor | None = None,  # `(B, T)` bool, True = hide this time patch (masked modelling)
@@ -216,7 +255,8 @@ class ECGEncoder(PreTrainedModel):
         x = F.pad(x, (0, C * W * P - S)).view(B, L, C, W * P).transpose(1, 2).reshape(B * C, L, W * P)
         valid = torch.arange(C * W, device=signal.device) < T  # (C*W,)
         valid = valid.view(1, C, W).expand(B, C, W).reshape(B * C, W)
-        h = self.embed_patches(x, lead_mask.repeat_interleave(C, dim=0))
+        n_valid = (S - torch.arange(C, device=signal.device) * W * P).clamp(max=W * P).repeat(B)  # (B*C,)
+        h = self.embed_patches(x, lead_mask.repeat_interleave(C, dim=0), n_valid)
         if patch_mask is not None:
             if patch_mask.shape != (B, T):
                 raise ECGMetaError(f"Expected patch_mask of shape {(B, T)}, got {tuple(patch_mask.shape)}.")

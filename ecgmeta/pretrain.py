@@ -61,6 +61,7 @@ class PretrainConfig:
     num_layers: int = 4  # encoder transformer layers
     num_heads: int = 4  # encoder heads
     lead_dim: int = 64  # encoder per-lead feature size
+    amplitude: bool = False  # encoder standardises each lead itself and embeds its log-amplitude (use with `normalize=None`)
     seed: int = 0  # seeds the model init, batches and augmentations
     device: str = "cpu"  # torch device; bf16 autocast is used on CUDA
     log_every: int = 10  # steps between metric lines
@@ -78,6 +79,7 @@ class PretrainConfig:
     def encoder_config(self) -> ECGEncoderConfig:
         "The `ECGEncoderConfig` this run trains."
         return ECGEncoderConfig(fs=int(self.preprocess.fs), hidden_size=self.hidden_size, num_layers=self.num_layers,
+                                amplitude=self.amplitude, preprocess=asdict(self.preprocess),
                                 num_heads=self.num_heads, lead_dim=self.lead_dim)
 
     def to_dict(self) -> dict:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'LEAD_SUBSETS', 'DEFAULT_CS', 'STAT_NAMES', 'METHODS', 'ProbeError', 'parse_leads', 'extract_features',
            'per_class_auroc', 'macro_auroc', 'AUROCEstimate', 'bootstrap_auroc', 'label_fraction', 'LinearProbe',
            'fit_linear_probe', 'summary_features', 'CNNConfig', 'ResNet1d', 'CNNFit', 'predict_cnn', 'train_cnn',
-           'ProbeResult', 'ProbeReport', 'plot_probe', 'ProbeConfig', 'run_probe', 'register_cli']
+           'ProbeResult', 'ProbeReport', 'plot_probe', 'ProbeConfig', 'encoder_preprocess', 'run_probe', 'register_cli']
 
 # %% ../nbs/03c_probe.ipynb #c7ba05c9
 class ProbeError(ECGMetaError):
@@ -539,7 +539,7 @@ class ProbeConfig:
     random_encoder: bool = True  # compare against the randomly initialised encoder
     stats: bool = True  # compare against per-lead statistics
     cnn: CNNConfig | None = CNNConfig()  # the supervised CNN recipe; None = skip it
-    preprocess: PreprocessConfig = PreprocessConfig()  # preprocessing the encoder expects
+    preprocess: PreprocessConfig | None = None  # encoder input preprocessing; None = the encoder's own (`config.preprocess_config()`)
     raw_preprocess: PreprocessConfig = PreprocessConfig(normalize=None)  # preprocessing for statistics and the CNN
     device: str = "cpu"  # where the encoder and the CNN run
 
@@ -561,6 +561,12 @@ def _select_ids(db: PTBXL, max_records: int | None, seed: int) -> dict[str, np.n
             ids = {s: np.sort(g.choice(v, min(len(v), max(10, round(len(v) * max_records / total))), replace=False))
                    for s, v in ids.items()}
     return ids
+
+def encoder_preprocess(encoder: nn.Module,  # an `ECGEncoder` (or any module with a `config`)
+                      ) -> PreprocessConfig:
+    "The preprocessing `encoder` expects: `encoder.config.preprocess_config()`, or the default `PreprocessConfig()`."
+    fn = getattr(getattr(encoder, "config", None), "preprocess_config", None)
+    return fn() if callable(fn) else PreprocessConfig()
 
 def _random_like(encoder: nn.Module, seed: int) -> nn.Module:
     "A freshly initialised encoder of the same class and config, seeded without touching the global RNG."
@@ -607,8 +613,9 @@ def run_probe(
 
     encoders = [("pretrained", encoder)]
     if c.random_encoder: encoders.append(("random", _random_like(encoder, c.seed)))
+    pre = c.preprocess or encoder_preprocess(encoder)
     if encoders:
-        ds = CachedECGDataset(db, cache_dir, c.preprocess, ids=all_ids, progress=progress)
+        ds = CachedECGDataset(db, cache_dir, pre, ids=all_ids, progress=progress)
         missing = np.setdiff1d(all_ids, ds.ids)
         if len(missing):  # records the cache skipped (unreadable): drop them everywhere
             raise ProbeError(f"{len(missing)} records could not be cached (e.g. {missing[:5].tolist()}); see the cache "
@@ -646,6 +653,7 @@ def run_probe(
                 n_records={s: int(len(v)) for s, v in ids.items()}, n_train_by_fraction={f"{f:g}": int(len(i)) for f, i in subsets.items()},
                 classes=list(SUPERCLASSES), dropped_unlabelled=True,
                 cnn_lead_subsets="trained on all 12 leads, other leads zeroed at test time",
+                encoder_preprocess=json.loads(json.dumps(asdict(pre), default=str)),
                 timing=timing, total_s=round(time.perf_counter() - t_start, 1))
     return ProbeReport(results, _config_dict(c), meta)
 

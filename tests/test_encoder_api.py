@@ -127,7 +127,65 @@ def test_bf16_autocast_cpu(enc, batch):
     assert torch.isfinite(out.pooled.float()).all()
 
 
-def test_shipped_checkpoint_loads_offline_by_name(batch):
+@pytest.fixture(scope="module")
+def amp_enc():
+    torch.manual_seed(0)
+    return ECGEncoder(ECGEncoderConfig(hidden_size=64, num_layers=2, lead_dim=32, amplitude=True,
+                                       preprocess=PreprocessConfig(normalize=None))).eval()
+
+
+@pytest.fixture(scope="module")
+def raw_batch():
+    "Four real records band-passed but not normalised (mV), as an amplitude encoder expects."
+    db = PTBXL(DATA / "ptbxl")
+    cfg = PreprocessConfig(normalize=None)
+    return torch.as_tensor(np.stack([cfg.apply(read_record(db.record_path(int(i), 100)))[0] for i in db.ids[:4]]))
+
+
+def test_amplitude_encoder_contracts(amp_enc, raw_batch):
+    "Masked leads, per-record independence, windowing and odd lengths behave as in the default encoder."
+    mask = torch.zeros(len(raw_batch), 12, dtype=torch.bool)
+    mask[:, :2] = True
+    mask[1, 6:] = True
+    junk = raw_batch + torch.randn_like(raw_batch) * 10 * (~mask[..., None])
+    with torch.no_grad():
+        a = amp_enc(raw_batch, lead_mask=mask)
+        torch.testing.assert_close(amp_enc(junk, lead_mask=mask).tokens, a.tokens, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(amp_enc(raw_batch[1:2], lead_mask=mask[1:2]).tokens, a.tokens[1:2], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(amp_enc(raw_batch.repeat(1, 1, 6)).tokens[:, :20], amp_enc(raw_batch).tokens,
+                                   atol=1e-5, rtol=1e-5)
+        odd = amp_enc(raw_batch[..., :777])
+    assert odd.tokens.shape == (4, 16, 64) and torch.isfinite(odd.tokens).all()
+
+
+def test_amplitude_is_seen(amp_enc, raw_batch):
+    "The standardised input ignores scale; the encoder output does not (only through the log-amplitude embedding)."
+    z1, a1 = amp_enc.amplitude_features(raw_batch)
+    z2, a2 = amp_enc.amplitude_features(2 * raw_batch)
+    torch.testing.assert_close(z1, z2, atol=1e-3, rtol=5e-2)  # up to the 1e-3 mV floor added to each std
+    shift = a2 - a1  # log 2, less for very quiet patches where the 1e-3 mV floor weighs
+    assert (shift > 0).all() and (shift <= np.log(2) + 1e-4).all() and abs(float(shift.median()) - np.log(2)) < 1e-2
+    with torch.no_grad():
+        assert (amp_enc(2 * raw_batch).pooled - amp_enc(raw_batch).pooled).abs().max() > 1e-3
+
+
+def test_config_records_preprocessing(amp_enc, tmp_path):
+    assert ECGEncoderConfig().preprocess_config() == PreprocessConfig()
+    amp_enc.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["amplitude"] is True and saved["preprocess"]["normalize"] is None
+    back = ECGEncoder.from_pretrained(tmp_path)
+    assert back.config.preprocess_config() == PreprocessConfig(normalize=None)
+    # a config written before the field existed means the default preprocessing and no amplitude pathway
+    for k in ("amplitude", "preprocess"): saved.pop(k)
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    old = ECGEncoderConfig.from_pretrained(tmp_path)
+    assert old.preprocess_config() == PreprocessConfig() and old.amplitude is False
+    with pytest.raises(ECGMetaError, match="PreprocessConfig fields"):
+        ECGEncoderConfig(preprocess={"normalise": "zscore"})
+
+
+def test_shipped_checkpoint_loads_offline_by_name():
     folder = resolve_checkpoint(SHIPPED)
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < 20e6, f"shipped checkpoint is {size / 1e6:.1f} MB"
@@ -136,8 +194,11 @@ def test_shipped_checkpoint_loads_offline_by_name(batch):
     enc = load_pretrained_encoder(SHIPPED)
     assert sum(p.numel() for p in enc.parameters()) <= 10_000_000
     assert next(enc.parameters()).dtype == torch.float32
+    pre = enc.config.preprocess_config()  # what the checkpoint was trained on
+    db = PTBXL(DATA / "ptbxl")
+    x = torch.as_tensor(np.stack([pre.apply(read_record(db.record_path(int(i), 100)))[0] for i in db.ids[:4]]))
     with torch.no_grad():
-        out = enc(batch)
+        out = enc(x)
     assert out.tokens.shape[1] == 20 and torch.isfinite(out.pooled).all()
     # in a fresh interpreter with the hub switched off, by name through from_pretrained
     code = ("import torch; from ecgmeta.encoder import ECGEncoder; e = ECGEncoder.from_pretrained('%s'); "

@@ -111,10 +111,12 @@ def test_shipped_checkpoint_matches_its_reproduction_config():
     from ecgmeta.encoder import resolve_checkpoint
     cfg = PretrainConfig.from_dict(json.loads((ROOT / "ecgmeta" / "configs" / "pretrain_small.json").read_text()))
     assert cfg.folds == (1, 2, 3, 4, 5, 6, 7, 8)
-    assert cfg.preprocess == PreprocessConfig()  # the preprocessing `ecgmeta probe` feeds the encoder
     shipped = json.loads((resolve_checkpoint("ecg-encoder-ptbxl-small") / "config.json").read_text())
     want = cfg.encoder_config().to_dict()
-    for k in ("hidden_size", "lead_dim", "num_layers", "num_heads", "patch_size", "fs", "stem_channels"):
+    for k in ("hidden_size", "lead_dim", "num_layers", "num_heads", "patch_size", "fs", "stem_channels", "amplitude"):
         assert shipped[k] == want[k], (k, shipped[k], want[k])
+    # the checkpoint records the preprocessing it was trained on, which is what `ecgmeta probe` feeds it
+    from ecgmeta.encoder import load_pretrained_encoder
+    assert load_pretrained_encoder().config.preprocess_config() == cfg.preprocess
     card = (resolve_checkpoint("ecg-encoder-ptbxl-small") / "MODEL_CARD.md").read_text()
     assert "configs/pretrain_small.json" in card and f"{cfg.steps} steps" in card
