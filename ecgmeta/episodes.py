@@ -236,6 +236,7 @@ class EpisodeSampler:
                  seed: int = 0, # seed of the sampler's own RNG
                  episodes: int | None = None, # number of episodes (None: endless)
                  max_tries: int = 50, # redraws of an episode before giving up on disjoint support/query
+                 contrastive: bool = False, # fill episodes with classes that ask the same question (see above)
                 ):
         self.classes = list(classes)
         for name, v, lo in (("n_way", n_way, 1), ("k_shot", k_shot, 1), ("q_query", q_query, 0)):
@@ -249,18 +250,23 @@ class EpisodeSampler:
             raise ECGMetaError(f"{len(small)} class(es) have fewer than k_shot + q_query = {k_shot} + {q_query} = {k_shot + q_query} items, "
                                f"e.g. {small[0][0]} with {small[0][1]}; build classes with min_items >= {k_shot + q_query} or lower k_shot/q_query")
         self.n_way, self.k_shot, self.q_query, self.seed = int(n_way), int(k_shot), int(q_query), seed
-        self.episodes, self.max_tries = episodes, max_tries
+        self.episodes, self.max_tries, self.contrastive = episodes, max_tries, bool(contrastive)
+        groups = defaultdict(list)
+        for i, c in enumerate(self.classes): groups[(c.template_id, tuple(c.attributes))].append(i)
+        keys = sorted(groups, key=repr)
+        self._multi = [groups[k] for k in keys if len(groups[k]) > 1]  # questions with several answers
+        self._single = [groups[k] for k in keys if len(groups[k]) == 1]
         self.rng = np.random.default_rng(seed)
         self.drawn = 0
         self._ecgs = [[frozenset(it.ecg_ids) for it in c.items] for c in self.classes]
 
     def __repr__(self):
         return (f"EpisodeSampler({len(self.classes)} classes, {self.n_way}-way {self.k_shot}-shot {self.q_query}-query, "
-                f"seed={self.seed}, {'endless' if self.episodes is None else f'{self.drawn}/{self.episodes} episodes'})")
+                f"{'contrastive, ' if self.contrastive else ''}seed={self.seed}, {'endless' if self.episodes is None else f'{self.drawn}/{self.episodes} episodes'})")
 
     def _try(self) -> Episode | None:
         rng, k, q = self.rng, self.k_shot, self.q_query
-        chosen = rng.choice(len(self.classes), self.n_way, replace=False)
+        chosen = self._choose_contrastive() if self.contrastive else rng.choice(len(self.classes), self.n_way, replace=False)
         perms = [rng.permutation(len(self.classes[c].items)) for c in chosen]
         sup_ecgs = set()
         for c, p in zip(chosen, perms):
@@ -273,6 +279,16 @@ class EpisodeSampler:
             if len(got) < q: return None
             query += [its[j] for j in got]; ql += [lab] * q
         return Episode(tuple(support), tuple(sl), tuple(query), tuple(ql), tuple(self.classes[c].key for c in chosen), self.drawn)
+
+    def _choose_contrastive(self) -> list[int]:
+        "Class indices: whole multi-answer question groups first, then single-answer ones, each in random order."
+        chosen = []
+        for groups in (self._multi, self._single):
+            for g in self.rng.permutation(len(groups)):
+                cs = groups[g]
+                chosen += [cs[j] for j in self.rng.permutation(len(cs))][: self.n_way - len(chosen)]
+                if len(chosen) == self.n_way: return chosen
+        return chosen
 
     def sample(self) -> Episode:
         "Draw the next episode."
@@ -300,13 +316,15 @@ class EpisodeSampler:
     def state_dict(self) -> dict:
         "Everything needed to resume the stream (JSON-serialisable)."
         return dict(rng=self.rng.bit_generator.state, drawn=self.drawn, seed=self.seed,
-                    config=[self.n_way, self.k_shot, self.q_query, len(self.classes)])
+                    config=[self.n_way, self.k_shot, self.q_query, len(self.classes), self.contrastive])
 
     def load_state_dict(self, state: dict):
         "Resume from `state_dict()`; the sampler must have the same classes and N/K/Q."
-        cfg = [self.n_way, self.k_shot, self.q_query, len(self.classes)]
-        if list(state.get("config", [])) != cfg:
-            raise ECGMetaError(f"state was saved by a sampler with (n_way, k_shot, q_query, classes) = {state.get('config')}, this one has {cfg}")
+        cfg = [self.n_way, self.k_shot, self.q_query, len(self.classes), self.contrastive]
+        saved = list(state.get("config", []))
+        if len(saved) == 4: saved.append(False)  # saved before contrastive episodes existed: plain
+        if saved != cfg:
+            raise ECGMetaError(f"state was saved by a sampler with (n_way, k_shot, q_query, classes, contrastive) = {saved}, this one has {cfg}")
         self.rng.bit_generator.state = state["rng"]
         self.drawn, self.seed = int(state["drawn"]), state["seed"]
 

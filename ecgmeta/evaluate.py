@@ -182,29 +182,14 @@ def draw_episodes(classes: Sequence[TaskClass],  # classes of one split (e.g. `s
     if len(usable) < n_way:
         raise ECGMetaError(f"{n_way}-way {k_shot}-shot {q_query}-query needs {n_way} classes with >= {k_shot + q_query} items, "
                            f"only {len(usable)} of {len(classes)} have that many; lower n_way, k_shot or q_query")
-    if not contrastive:
-        return list(EpisodeSampler(usable, n_way, k_shot, q_query, seed=seed, episodes=n_episodes))
-    groups = defaultdict(list)
-    for c in usable: groups[_question_key(c)].append(c)
-    keys = sorted(groups, key=repr)
-    rng = np.random.default_rng(seed)
+    sampler = EpisodeSampler(usable, n_way, k_shot, q_query, seed=seed, episodes=n_episodes, contrastive=contrastive)
     out = []
     for i in range(n_episodes):
-        for attempt in range(20):  # classes whose items share many ECGs may not give a disjoint query: choose again
-            chosen = []
-            for g in rng.permutation(len(keys)):
-                cs = groups[keys[g]]
-                chosen += [cs[j] for j in rng.permutation(len(cs))][: n_way - len(chosen)]
-                if len(chosen) == n_way: break
-            try:
-                ep = EpisodeSampler(chosen, n_way, k_shot, q_query, seed=int(rng.integers(2**31)), episodes=1).sample()
-                break
-            except ECGMetaError as e: err = e
-        else:
-            if not out: raise err
-            log.warning("drew only %d of %d episodes: %s", len(out), n_episodes, err)
+        try: out.append(sampler.sample())
+        except ECGMetaError as e:  # classes whose items share many ECGs may not give a disjoint query
+            if not out: raise
+            log.warning("drew only %d of %d episodes: %s", len(out), n_episodes, e)
             break
-        out.append(replace(ep, index=i))
     return out
 
 def contrastive_share(episode: Episode) -> float:
@@ -538,23 +523,36 @@ class LLMMethods:
         self.init_seed, self.score_batch_size, self.shared_prefix = init_seed, score_batch_size, shared_prefix
         self.meta_params = {n: p.detach().clone() for n, p in model.trainable_parameters().items()}
         self._init_params = None
+        from ecgmeta.trainer import prefix_cache_default
+        self.prefix_cache = prefix_cache_default(model)  # frozen LLM: adapt on the cached prompt prefixes
+        self.inner_lrs = None  # Meta-SGD: the learned per-parameter rates (`load_run` attaches them to the model)
+        if mc.algorithm == "metasgd":
+            self.inner_lrs = getattr(model, "meta_inner_lrs", None)
+            if self.inner_lrs is None: log.warning("a Meta-SGD model without learned inner rates: adapting with inner_lr=%g", mc.inner_lr)
 
     # -- pieces ------------------------------------------------------------------------------------
-    def loss(self, params: dict, items: Sequence[QAItem], feats: torch.Tensor | None) -> torch.Tensor:
+    def prepare(self, items: Sequence[QAItem], with_ecg: bool = True) -> tuple:
+        "`(batch, prefix_cache or None)` of `items` with their answers, built once per adaptation."
+        batch = self.model.build_batch([it.question for it in items], [it.n_ecgs if with_ecg else 0 for it in items],
+                                       [it.answer_text for it in items])
+        return batch, (self.model.precompute_prefix(batch) if self.prefix_cache else None)
+
+    def loss(self, params: dict, items: Sequence[QAItem], feats: torch.Tensor | None, prepared: tuple | None = None) -> torch.Tensor:
         "Teacher-forced loss of `items` with `params` (no ECG positions when `feats` is None)."
         from torch.func import functional_call
-        batch = self.model.build_batch([it.question for it in items], [0 if feats is None else it.n_ecgs for it in items],
-                                       [it.answer_text for it in items])
-        return functional_call(self.model, params, (batch,), {"ecg_features": feats}).loss
+        batch, pc = prepared if prepared is not None else self.prepare(items, feats is not None)
+        kw = {"ecg_features": feats} if pc is None else {"ecg_features": feats, "prefix_cache": pc}
+        return functional_call(self.model, params, (batch,), kw).loss
 
     def adapt(self, params: dict, items, feats, steps: int | None = None) -> dict:
         "Plain-gradient inner-loop adaptation on `items` (as in meta-training, first order)."
         from ecgmeta.meta import _adapt_names, adapt
         p = {n: v.detach().clone().requires_grad_() for n, v in params.items()}
         names = _adapt_names(self.model, p, self.meta_config, None) if self.meta_config.algorithm == "anil" else None
+        prepared = self.prepare(items, feats is not None)
         with torch.enable_grad():
-            out = adapt(self.model, p, lambda q: self.loss(q, items, feats), self.meta_config, create_graph=False,
-                        adapt_names=names, steps=steps)
+            out = adapt(self.model, p, lambda q: self.loss(q, items, feats, prepared), self.meta_config, create_graph=False,
+                        adapt_names=names, steps=steps, inner_lrs=self.inner_lrs if names is None else None)
         return {n: v.detach() for n, v in out.items()}
 
     def score(self, params: dict, items, feats, candidates: list[str]) -> list[str]:
@@ -615,10 +613,11 @@ class LLMMethods:
         p = {n: v.detach().clone().requires_grad_() for n, v in self.init_params().items()}
         opt = torch.optim.Adam(list(p.values()), lr=self.finetune_lr)
         sup, feats = ctx.episode.support, ctx.tokens(ctx.episode.support)
+        prepared = self.prepare(sup)
         with torch.enable_grad():
             for _ in range(self.finetune_steps):
                 opt.zero_grad(set_to_none=True)
-                self.loss(p, sup, feats).backward()
+                self.loss(p, sup, feats, prepared).backward()
                 opt.step()
         return self.score({n: v.detach() for n, v in p.items()}, ctx.episode.query, ctx.tokens(ctx.episode.query), ctx.candidates)
 
@@ -976,22 +975,26 @@ def load_run(model_dir: Path,  # a `meta-train` output folder (with `model/` and
         from ecgmeta.llm import tiny_llm
         llm, tok = tiny_llm(llm_name.removeprefix("tiny-"), seed=tc.seed if tc is not None else 0)
     model = ECGLanguageModel.from_pretrained(mdir, llm=llm, tokenizer=tok, device=device, cache_dir=getattr(tc, "llm_cache_dir", None))
+    if (mdir / "inner_lrs.safetensors").exists():  # Meta-SGD: per-parameter inner learning rates learned with the model
+        from safetensors.torch import load_file
+        model.meta_inner_lrs = {k.removeprefix("inner_lr."): v.to(device) for k, v in load_file(str(mdir / "inner_lrs.safetensors")).items()}
     return model.eval(), tc, (tc.meta if tc is not None else MetaConfig())
 
-def _dataset_for(sets: dict, ptbxl, train_config, progress: bool):
+def _dataset_for(sets: dict, ptbxl, train_config, progress: bool, encoder=None):
+    "The cached ECGs of every question set, preprocessed the way `encoder` expects (its config's `preprocess_config()`)."
     from ecgmeta.cache import CachedECGDataset
     from ecgmeta.llm import ecgmeta_cache_dir
-    from ecgmeta.preprocess import PreprocessConfig
+    from ecgmeta.probe import encoder_preprocess
     ids = sorted({e for cs in sets.values() for c in cs for it in c.items for e in it.ecg_ids})
     cache = Path(train_config.ecg_cache_dir) if train_config is not None and train_config.ecg_cache_dir else ecgmeta_cache_dir() / "ecgs"
-    return CachedECGDataset(ptbxl, cache, PreprocessConfig(), ids=ids, progress=progress)
+    return CachedECGDataset(ptbxl, cache, encoder_preprocess(encoder), ids=ids, progress=progress)
 
 def evaluate_run(model, train_config, meta_config, data_dir: Path, config: EvalConfig, qa_paths: Sequence[Path] = (),
                  ecgqa: bool = True, ecgqa_folds: tuple[int, ...] = (10,), max_seconds: float | None = None,
                  ecgqa_share: float = 0.25) -> tuple[dict[str, EvalResult], object]:
     "Evaluate a model on every question set; `(results, dataset)`. Extra sets get `ecgqa_share` of the time limit."
     sets, ptbxl = question_sets(data_dir, train_config, ecgqa, ecgqa_folds, qa_paths, min_items=max(config.k_shot) + config.q_query)
-    ds = _dataset_for(sets, ptbxl, train_config, config.progress)
+    ds = _dataset_for(sets, ptbxl, train_config, config.progress, model.encoder)
     feats = ConditionFeatures(model.encoder, ds, seed=config.seed, noise_kind=config.noise_kind)
     results, t0 = {}, time.perf_counter()
     names = list(sets)
@@ -1167,7 +1170,7 @@ def run_demo(data_dir: Path,  # folder holding ptbxl/ and ecgqa/
                              f"{tc.meta_steps} meta-steps x {tc.meta.tasks_per_batch} task(s), {tc.n_way}-way {tc.k_shot}-shot {tc.q_query}-query",
             "best meta-val step": str(best.get("step")),
             "class split": f"by {tc.split_by}, seed {tc.seed}; question types {list(tc.question_types) if tc.question_types else 'all'}",
-            "episode mode": f"meta-test {'contrastive' if ev.contrastive else 'plain'}; meta-training uses the trainer's plain EpisodeSampler",
+            "episode mode": f"meta-test {'contrastive' if ev.contrastive else 'plain'}, meta-training {'contrastive' if tc.contrastive else 'plain'}",
             "time": f"meta-training {t_train:.0f} s, evaluation {t_eval:.0f} s (budget {budget_minutes:g} min)"}
     rep = build_report(results, info, out / "run" / "metrics.jsonl", ds)
     paths = write_outputs(out, results, rep)

@@ -16,6 +16,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -30,10 +31,10 @@ logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['logger', 'FUSION_KINDS', 'FusionConfig', 'ECGFusion', 'FusionBatch', 'ECGLMOutput', 'LoraSpec', 'ECGLMConfig',
            'ECGPromptError', 'FusionWidthError', 'PrefixCacheError', 'PrefixCache', 'CandidateScores',
-           'ECGLanguageModel', 'make_fusion']
+           'ECGLanguageModel', 'make_fusion', 'anchor_token_ids']
 
 # %% ../nbs/04a_fusion.ipynb #5c488eda
-FUSION_KINDS = ("mlp", "prefix", "resampler")
+FUSION_KINDS = ("mlp", "prefix", "resampler", "anchored")
 
 class FusionConfig(PreTrainedConfig):
     "Configuration of `ECGFusion`: which variant and its sizes."
@@ -48,10 +49,16 @@ class FusionConfig(PreTrainedConfig):
     n_layers: int = 1  # attention blocks
     dropout: float = 0.0  # dropout inside the attention blocks
     out_std: float = 0.02  # target std of the output embeddings at initialisation (match the LLM's embeddings)
+    anchor_ids: list[int] | None = None  # "anchored" only: LLM token ids whose embeddings the ECG tokens mix
 
     def __post_init__(self, **kwargs):
         if self.kind not in FUSION_KINDS:
             raise ECGMetaError(f"expected FusionConfig.kind in {FUSION_KINDS}, got {self.kind!r}")
+        if self.kind == "anchored":
+            if not self.anchor_ids or len(set(self.anchor_ids)) < 2:
+                raise ECGMetaError(f"an 'anchored' fusion needs at least 2 distinct anchor_ids (LLM token ids), got "
+                                   f"{self.anchor_ids!r}; use anchor_token_ids(tokenizer, answers)")
+            self.anchor_ids = [int(i) for i in self.anchor_ids]
         super().__post_init__(**kwargs)
 
     @property
@@ -106,6 +113,13 @@ class ECGFusion(PreTrainedModel):
     def __init__(self, config: FusionConfig):
         super().__init__(config)
         c, d = config, config.width
+        if c.kind == "anchored":  # standardised pooled embedding -> softmax weights over the anchor embeddings
+            self.register_buffer("in_mean", torch.zeros(c.d_enc))
+            self.register_buffer("in_std", torch.ones(c.d_enc))
+            self.register_buffer("anchors", torch.zeros(len(c.anchor_ids), c.d_llm), persistent=False)  # from the LLM
+            self.head = nn.Linear(c.d_enc, c.n_queries * len(c.anchor_ids))
+            self.post_init()
+            return
         self.norm_in = nn.LayerNorm(c.d_enc)
         self.proj_in = nn.Linear(c.d_enc, d)
         if c.kind != "mlp":
@@ -117,7 +131,9 @@ class ECGFusion(PreTrainedModel):
 
     def _init_weights(self, module):
         c = self.config
-        if module is getattr(self, "head", None):
+        if module is getattr(self, "head", None) and c.kind == "anchored":  # near-uniform weights over the anchors
+            init.normal_(module.weight, std=0.01); init.zeros_(module.bias)
+        elif module is getattr(self, "head", None):
             init.normal_(module.weight, std=c.out_std / math.sqrt(c.width)); init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             init.normal_(module.weight, std=1 / math.sqrt(module.in_features)); init.zeros_(module.bias)
@@ -125,6 +141,37 @@ class ECGFusion(PreTrainedModel):
             init.ones_(module.weight); init.zeros_(module.bias)
         elif isinstance(module, ECGFusion) and hasattr(module, "queries"):
             init.normal_(module.queries, std=1.0)
+
+    def _anchored(self, tokens, token_mask):
+        if self.anchors.abs().sum() == 0:
+            raise ECGMetaError("this 'anchored' fusion has no anchor embeddings yet: wrap it in an ECGLanguageModel "
+                               "(which reads them from the LLM) or call set_anchors(llm.get_input_embeddings().weight)")
+        if token_mask is None: pooled = tokens.mean(1)
+        else:
+            m = token_mask.to(tokens.dtype)[..., None]
+            pooled = (tokens * m).sum(1) / m.sum(1).clamp(min=1)
+        z = (pooled - self.in_mean) / self.in_std / math.sqrt(self.config.d_enc)
+        w = self.head(z).view(len(z), self.config.n_queries, -1).softmax(-1)
+        return w @ self.anchors.to(w.dtype)
+
+    @torch.no_grad()
+    def set_anchors(self, embedding_weight: torch.Tensor):  # the LLM's input embedding matrix `(vocab, d_llm)`
+        "Copy the anchor token embeddings (`anchor_ids` rows) from the LLM."
+        ids = self.config.anchor_ids
+        if max(ids) >= embedding_weight.shape[0]:
+            raise ECGMetaError(f"anchor id {max(ids)} is outside the LLM's vocabulary of {embedding_weight.shape[0]} "
+                               "tokens; the anchors were chosen with another tokenizer")
+        self.anchors.copy_(embedding_weight[torch.as_tensor(ids, device=embedding_weight.device)].to(self.anchors))
+
+    @torch.no_grad()
+    def fit_input_stats(self, features: torch.Tensor):  # `(N, T, d_enc)` tokens or `(N, d_enc)` pooled vectors
+        "Set the input standardisation of an 'anchored' fusion from training ECG features (mean and std per dimension)."
+        if self.config.kind != "anchored": raise ECGMetaError(f"fit_input_stats is for kind 'anchored', this fusion is {self.config.kind!r}")
+        f = features.float()
+        if f.ndim == 3: f = f.mean(1)
+        if f.ndim != 2 or f.shape[1] != self.config.d_enc or len(f) < 2:
+            raise ECGMetaError(f"expected features (N >= 2, T, {self.config.d_enc}) or (N >= 2, {self.config.d_enc}), got {tuple(features.shape)}")
+        self.in_mean.copy_(f.mean(0)); self.in_std.copy_(f.std(0).clamp(min=1e-4))
 
     def num_output_tokens(self, n_in: int) -> int:
         "ECG positions in the prompt for an ECG of `n_in` encoder tokens."
@@ -145,6 +192,7 @@ class ECGFusion(PreTrainedModel):
         if tokens.ndim != 3 or tokens.shape[-1] != c.d_enc:
             raise ECGMetaError(f"expected ECG tokens (N, T, {c.d_enc}), got {tuple(tokens.shape)}; the fusion module "
                                f"was built for an encoder of width {c.d_enc}")
+        if c.kind == "anchored": return self._anchored(tokens.to(self.head.weight.dtype), token_mask)
         x = self.proj_in(self.norm_in(tokens.to(self.head.weight.dtype)))
         if c.kind == "mlp": return self.head(F.gelu(x))
         q = self.queries[None].expand(x.shape[0], -1, -1)
@@ -314,6 +362,7 @@ class ECGLanguageModel(nn.Module):
             else: raise ECGPromptError("an 'mlp' fusion keeps the encoder's token count: set FusionConfig(n_tokens=T) "
                                        "or ECGLMConfig(n_ecg_tokens=T), e.g. T = encoder.n_tokens(samples)")
         self.n_ecg_tokens = n
+        if fusion.config.kind == "anchored": fusion.set_anchors(llm.get_input_embeddings().weight)
         llm.requires_grad_(False); llm.eval()
         if c.lora is not None:
             from peft import LoraConfig, get_peft_model
@@ -755,3 +804,15 @@ def make_fusion(
     with torch.no_grad(): std = float(emb(torch.arange(min(4096, emb.num_embeddings), device=emb.weight.device)).std())
     return ECGFusion(FusionConfig(kind=kind, d_enc=d_enc, d_llm=emb.embedding_dim, out_std=kwargs.pop("out_std", std),
                                   **kwargs))
+
+
+
+def anchor_token_ids(tokenizer,  # the LLM's tokenizer
+                     answers: Iterable[str],  # answer texts (e.g. every answer of the question set)
+                    ) -> list[int]:
+    "Token ids of the answers as the model would write them (bare, after a space, capitalised), plus yes/no: anchors of an 'anchored' fusion."
+    out = set()
+    for a in set(answers) | {"yes", "no"}:
+        for v in (a, " " + a, a[:1].upper() + a[1:]):
+            out.update(tokenizer(v, add_special_tokens=False).input_ids)
+    return sorted(out)

@@ -82,7 +82,8 @@ class MultimodalConfig:
     def encoder_config(self) -> ECGEncoderConfig:
         "The `ECGEncoderConfig` every objective here trains."
         return ECGEncoderConfig(fs=int(self.preprocess.fs), hidden_size=self.hidden_size, num_layers=self.num_layers,
-                                num_heads=self.num_heads, lead_dim=self.lead_dim, stem_channels=self.stem_channels)
+                                num_heads=self.num_heads, lead_dim=self.lead_dim, stem_channels=self.stem_channels,
+                                preprocess=asdict(self.preprocess))  # the saved encoder says how its input was prepared
 
     def plain_config(self) -> PretrainConfig:
         "The `ecgmeta.pretrain` recipe of the plain encoder (masked modelling + contrastive views) at this size."
@@ -755,6 +756,8 @@ def run_pretrain_objective(objective: str,  # one of `MULTIMODAL_OBJECTIVES`
         raise MultimodalError("objective 'selfmis' needs a frozen 12-lead teacher: pass --teacher FOLDER (or a shipped "
                               "name such as ecg-encoder-ptbxl-small).")
     t = ECGEncoder.from_pretrained(teacher) if teacher is not None else None
+    if t is not None and hasattr(t.config, "preprocess_config"):  # teacher and student read the input the teacher was trained on
+        config = replace(config, preprocess=t.config.preprocess_config())
     recs = load_records(data, Path(cache_dir) if cache_dir else out / "cache", config=config, text=objective == "text",
                         progress=progress)
     fit = train_objective(objective, recs, config, t, progress=progress)

@@ -40,10 +40,11 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'RESUME_FREE', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
-           'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'build_data', 'build_model',
-           'PreparedBatch', 'PreparedTask', 'split_prepared', 'prefix_cache_default', 'cache_prefixes', 'prepare_task',
-           'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint', 'latest_checkpoint', 'config_differences',
-           'load_checkpoint', 'read_metrics', 'plot_training', 'meta_train', 'launch_processes', 'register_cli']
+           'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'encoder_preprocess_config', 'build_data',
+           'answer_vocabulary', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
+           'prefix_cache_default', 'cache_prefixes', 'prepare_task', 'make_loss_fn', 'use_params', 'evaluate_task',
+           'save_checkpoint', 'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics',
+           'plot_training', 'meta_train', 'launch_processes', 'register_cli']
 
 # %% ../nbs/05a_trainer.ipynb #27df1e2a
 class TrainerError(ECGMetaError):
@@ -74,7 +75,7 @@ class MetaTrainConfig:
     encoder: str = "ecg-encoder-ptbxl-small"  # shipped encoder name or folder; "random": a fresh small encoder
     encoder_hidden: int = 64  # "random" encoder only: width
     encoder_layers: int = 1  # "random" encoder only: transformer layers
-    fusion: str = "resampler"  # fusion kind: "mlp", "prefix" or "resampler"
+    fusion: str = "resampler"  # fusion kind: "mlp", "prefix", "resampler" or "anchored" (see `ecgmeta.fusion`)
     fusion_tokens: int = 8  # ECG positions per ECG in the prompt ("prefix"/"resampler")
     fusion_hidden: int | None = None  # internal width of the fusion module (None: its default)
     lora: bool = False  # LoRA adapters on the LLM (meta-learned with the fusion)
@@ -82,8 +83,10 @@ class MetaTrainConfig:
     n_way: int = 5  # classes per episode
     k_shot: int = 5  # support items per class
     q_query: int = 5  # query items per class
+    contrastive: bool = True  # episodes of classes that ask the same question with different answers (see `EpisodeSampler`)
     meta: MetaConfig = field(default_factory=MetaConfig)  # algorithm, inner loop, outer optimiser
     meta_steps: int = 100  # meta-updates in total
+    max_minutes: float | None = None  # stop (validate, checkpoint, save) after this much wall-clock time; None: run all meta_steps
     val_every: int = 20  # validate every this many meta-steps (and at the end)
     val_episodes: int = 8  # fixed meta-val episodes per validation
     eval_inner_steps: int | None = None  # inner steps at validation; None: `meta.inner_steps`
@@ -182,6 +185,15 @@ def _subset(classes, n, seed):
     idx = sorted(np.random.default_rng(seed).permutation(len(classes))[:n].tolist())
     return tuple(classes[i] for i in idx)
 
+def encoder_preprocess_config(
+    config: MetaTrainConfig,  # the run's configuration
+):
+    "The `PreprocessConfig` the run's encoder expects (recorded in its config; the default for a random encoder)."
+    from ecgmeta.encoder import ECGEncoderConfig, resolve_checkpoint
+    from ecgmeta.preprocess import PreprocessConfig
+    if config.encoder == "random": return PreprocessConfig()
+    return ECGEncoderConfig.from_pretrained(resolve_checkpoint(config.encoder)).preprocess_config()
+
 def build_data(
     config: MetaTrainConfig,  # the run's configuration
     progress: bool = False,  # progress bar while caching ECGs
@@ -191,7 +203,6 @@ def build_data(
     from ecgmeta.data import PTBXL
     from ecgmeta.episodes import build_classes, split_classes
     from ecgmeta.llm import ecgmeta_cache_dir
-    from ecgmeta.preprocess import PreprocessConfig
     from ecgmeta.qa import generate_questions, load_ecgqa
     if not config.data_dir:
         raise TrainerError("data_dir is empty; set it to the folder holding ptbxl/ (e.g. --set data_dir=../shared/data)")
@@ -208,19 +219,34 @@ def build_data(
     val = _subset(splits.val, config.max_classes, config.seed + 1)
     ids = sorted({e for c in train + val for it in c.items for e in it.ecg_ids})
     cache = Path(config.ecg_cache_dir) if config.ecg_cache_dir else ecgmeta_cache_dir() / "ecgs"
-    ds = CachedECGDataset(ptbxl, cache, PreprocessConfig(), ids=ids, progress=progress)
+    ds = CachedECGDataset(ptbxl, cache, encoder_preprocess_config(config), ids=ids, progress=progress)
     log.info("meta-train %d classes, meta-val %d classes, %d ECGs cached in %s", len(train), len(val), len(ids), ds.path)
     return MetaData(splits, ds, train, val)
 
 # %% ../nbs/05a_trainer.ipynb #e97b8ea9
 def _torch_dtype(name: str) -> torch.dtype: return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
+def answer_vocabulary(
+    config: MetaTrainConfig,  # the run's configuration (its `data_dir` and `seed`)
+) -> list[str]:
+    "Every answer text of the generated questions and of ECG-QA (when present): the anchors of an 'anchored' fusion."
+    from ecgmeta.data import PTBXL
+    from ecgmeta.qa import generate_questions, load_ecgqa
+    root = Path(config.data_dir)
+    if not (root / "ptbxl" / "ptbxl_database.csv").exists():
+        raise TrainerError(f"an 'anchored' fusion reads the answer vocabulary from {root / 'ptbxl'}, which has no "
+                           "ptbxl_database.csv; set data_dir to the folder holding ptbxl/")
+    ptbxl = PTBXL(root / "ptbxl")
+    out = {it.answer_text for it in generate_questions(ptbxl, seed=config.seed)}
+    if (root / "ecgqa").exists(): out |= {it.answer_text for v in load_ecgqa(root).values() for it in v}
+    return sorted(out)
+
 def build_model(
     config: MetaTrainConfig,  # the run's configuration
 ):
     "The `ECGLanguageModel` of a run (LLM frozen, fusion trainable, LoRA when on), on `config.device`."
     from ecgmeta.encoder import ECGEncoder, ECGEncoderConfig, load_pretrained_encoder
-    from ecgmeta.fusion import ECGFusion, ECGLanguageModel, ECGLMConfig, FusionConfig, LoraSpec
+    from ecgmeta.fusion import ECGFusion, ECGLanguageModel, ECGLMConfig, FusionConfig, LoraSpec, anchor_token_ids
     from ecgmeta.llm import load_llm, tiny_llm
     dev = torch.device(config.device)
     attn = config.attn_implementation
@@ -242,6 +268,7 @@ def build_model(
         if config.fusion == "mlp":
             with torch.no_grad():
                 kw["n_tokens"] = int(enc(torch.zeros(1, 12, 1000), torch.ones(1, 12, dtype=torch.bool)).tokens.shape[1])
+        if config.fusion == "anchored": kw["anchor_ids"] = anchor_token_ids(tok, answer_vocabulary(config))
         fusion = ECGFusion(FusionConfig(**kw))
         lora = LoraSpec(r=config.lora_r) if config.lora else None
         model = ECGLanguageModel(llm, tok, enc, fusion, ECGLMConfig(llm_name=config.llm, lora=lora))
@@ -386,7 +413,7 @@ def evaluate_task(
     return {"loss": loss, "correct": correct, "n": len(q.answers)}
 
 # %% ../nbs/05a_trainer.ipynb #19c37e36
-RESUME_FREE = ("meta_steps", "val_every", "checkpoint_every", "out_dir", "prefix_cache")  # fields that may change when resuming
+RESUME_FREE = ("max_minutes", "meta_steps", "val_every", "checkpoint_every", "out_dir", "prefix_cache")  # fields that may change when resuming
 
 def _atomic_write_text(path: Path, text: str):
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -597,10 +624,13 @@ def meta_train(
         chunk = ids[b:b + 256]
         cache.add(chunk, *data.dataset.batch(chunk))
     cache.encode_fn = None  # from here on, an ECG missing from the cache is an error
+    if model.fusion.config.kind == "anchored":  # standardise with the meta-train ECGs only (deterministic: resumes agree)
+        train_ids = sorted({e for c in data.train for it in c.items for e in it.ecg_ids})
+        model.fusion.fit_input_stats(cache.get(train_ids))
     log.info("encoded %d ECGs once in %.1f s", len(cache), time.perf_counter() - t0)
     learner = MetaLearner(model, config.meta)
     loss_fn = make_loss_fn(dev, config.dtype)
-    kq = dict(n_way=config.n_way, k_shot=config.k_shot, q_query=config.q_query)
+    kq = dict(n_way=config.n_way, k_shot=config.k_shot, q_query=config.q_query, contrastive=config.contrastive)
     sampler = EpisodeSampler(data.train, seed=config.seed, **kq)
     val_sampler = EpisodeSampler(data.val, seed=config.seed + 1, episodes=config.val_episodes, **kq)
     val_tasks = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, False) for ep in val_sampler]  # prefixes cached per validation
@@ -621,7 +651,8 @@ def meta_train(
     last_train = last_val = None
     bar = tqdm(total=config.meta_steps, initial=step, desc="meta-train", disable=not progress or rank != 0)
     tasks_per = config.meta.tasks_per_batch
-    while step < config.meta_steps:
+    t_start, out_of_time = time.perf_counter(), False
+    while step < config.meta_steps and not out_of_time:
         episodes = [sampler.sample() for _ in range(tasks_per)]
         mine = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, config.prefix_cache) for ep in episodes[rank::world]]
         t = time.perf_counter()
@@ -647,7 +678,11 @@ def meta_train(
                       "grad_norm": m["grad_norm"], "seconds": time.perf_counter() - t}
         log_record(last_train)
         bar.update(1); bar.set_postfix(loss=f"{last_train['query_loss']:.3f}")
-        if step % config.val_every == 0 or step == config.meta_steps:
+        if config.max_minutes is not None:  # every process takes the same decision
+            out_of_time = _allreduce_sum([float(time.perf_counter() - t_start > 60 * config.max_minutes)], world, dev)[0] > 0
+            if out_of_time: log.info("max_minutes=%g reached after %d meta-steps: stopping", config.max_minutes, step)
+        last = step == config.meta_steps or out_of_time
+        if step % config.val_every == 0 or last:
             v = _validate(learner, lambda i: val_tasks[i], len(val_tasks), rank, world, loss_fn, config)
             last_val = {"step": step, "split": "val", **v}
             log_record(last_val)
@@ -657,7 +692,7 @@ def meta_train(
                 if rank == 0: _save_best(out, learner)
             log.info("step %d: meta-val loss %.4f accuracy %.3f (best at step %s)", step, v["val_loss"],
                      v["val_accuracy"], best["step"])
-        if step % config.checkpoint_every == 0 or step == config.meta_steps:
+        if step % config.checkpoint_every == 0 or last:
             if rank == 0:
                 save_checkpoint(ckpts, step, learner, config, sampler.state_dict(), {"best": best})
             if world > 1: torch.distributed.barrier()
@@ -678,6 +713,10 @@ def meta_train(
             w = load_file(str(out / "best" / "weights.safetensors"))
             with use_params(model, {n: w[n].to(dev) for n in trainable_params(model)}):
                 model.save_pretrained(out / "model")
+            lrs = {k: v for k, v in w.items() if k.startswith("inner_lr.")}  # Meta-SGD: the learned rates travel with the model
+            if lrs:
+                from safetensors.torch import save_file
+                save_file(lrs, str(out / "model" / "inner_lrs.safetensors"))
         (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
         _atomic_write_text(out / "result.json", json.dumps(result, indent=2))
     if world > 1: torch.distributed.barrier()

@@ -76,3 +76,34 @@ def test_evaluate_missing_model_is_a_clear_error(tmp_path):
     from ecgmeta.data import ECGMetaError
     with pytest.raises(ECGMetaError, match="no saved model"):
         load_run(tmp_path)
+
+
+def test_metasgd_learned_rates_are_used_at_meta_test(tmp_path):
+    "A Meta-SGD run saves its learned inner rates with the model, and evaluation adapts with them (not `inner_lr`)."
+    import torch
+    from ecgmeta.evaluate import LLMMethods
+    from ecgmeta.trainer import config_from_dict, meta_train
+    cfg = config_from_dict(dict(data_dir=str(DATA), out_dir=str(tmp_path / "run"), ecg_cache_dir=str(tmp_path / "ecgs"),
+                                llm="tiny-llama", encoder="random", fusion="resampler", fusion_tokens=2,
+                                question_types=QTYPES, max_classes=4, n_way=2, k_shot=1, q_query=1,
+                                meta=dict(algorithm="metasgd", first_order=True, inner_steps=1, inner_lr=0.05,
+                                          tasks_per_batch=1, outer_lr=0.01),
+                                meta_steps=2, val_every=2, val_episodes=1, checkpoint_every=2))
+    meta_train(cfg, progress=False, resume=False)
+    assert (tmp_path / "run" / "model" / "inner_lrs.safetensors").is_file()
+    model, tc, mc = load_run(tmp_path / "run")
+    lrs = model.meta_inner_lrs
+    assert set(lrs) == set(model.trainable_parameters())
+    assert any(not torch.allclose(v, torch.full_like(v, 0.05)) for v in lrs.values()), "the rates were meta-learned"
+    m = LLMMethods(model, mc)
+    assert m.inner_lrs is lrs
+    from ecgmeta.data import PTBXL
+    from ecgmeta.evaluate import question_sets
+    sets, _ = question_sets(DATA, tc, ecgqa=False)
+    items = next(iter(sets.values()))[0].items[:2]
+    feats = torch.randn(sum(i.n_ecgs for i in items), 4, model.fusion.config.d_enc)
+    p0 = {n: v.detach().clone().requires_grad_() for n, v in m.meta_params.items()}
+    grads = torch.autograd.grad(m.loss(p0, items, feats), list(p0.values()))
+    want = {n: p0[n].detach() - lrs[n] * g for n, g in zip(p0, grads)}
+    got = m.adapt(m.meta_params, items, feats, steps=1)
+    for n in want: torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-6)
