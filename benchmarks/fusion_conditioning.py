@@ -33,10 +33,9 @@ def main():
     import numpy as np
     import torch
     torch.set_num_threads(args.threads)
-    from ecgmeta.evaluate import (_dataset_for, draw_episodes, episode_candidates, question_sets, score_shared_prefix,
-                                  using_params)
+    from ecgmeta.evaluate import (_dataset_for, draw_episodes, episode_candidates, question_sets, score_shared_prefix)
     from ecgmeta.meta import FeatureCache
-    from ecgmeta.trainer import MetaTrainConfig, build_data, build_model, make_loss_fn, prepare_task
+    from ecgmeta.trainer import MetaTrainConfig, build_data, build_model, make_loss_fn, prepare_task, use_params
 
     grids = {"resampler": [1e-4, 1e-2, 1.0], "anchored": [10.0, 30.0, 100.0]}
     rows = []
@@ -73,7 +72,7 @@ def main():
                     p = {n: (v - lr * gi).detach().requires_grad_() for (n, v), gi in zip(p.items(), g)}
                 step_s = (time.perf_counter() - t0) / args.steps
                 losses.append(loss_fn(model, p, task.support).item())
-                with using_params(model, p), torch.no_grad():
+                with use_params(model, p), torch.no_grad():
                     acc = np.mean([cands[i] == g for i, g in zip(score_shared_prefix(model, qs, ns, cands, qf).argmax(1), gold)])
                     perm = torch.as_tensor(np.roll(np.arange(len(qf)), 1))
                     acc_s = np.mean([cands[i] == g for i, g in zip(score_shared_prefix(model, qs, ns, cands, qf[perm]).argmax(1), gold)])

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SPLIT_NAMES', 'DEFAULT_FOLDS', 'TaskClass', 'Dropped', 'DropReport', 'build_classes', 'ClassSplits',
-           'check_patient_disjoint', 'split_classes', 'Episode', 'EpisodeSampler', 'EpisodeBatch', 'collate_episode',
-           'plot_episode', 'TaskDataset']
+           'check_patient_disjoint', 'split_classes', 'Episode', 'question_key', 'contrastive_share', 'EpisodeSampler',
+           'EpisodeBatch', 'collate_episode', 'plot_episode', 'TaskDataset']
 
 # %% ../nbs/02a_episodes.ipynb #75fba0d5
 @dataclass(frozen=True, eq=False)
@@ -226,6 +226,17 @@ class Episode:
         return collate_episode(self, dataset)
 
 # %% ../nbs/02a_episodes.ipynb #9033766b
+def question_key(c) -> tuple:
+    "`(template_id, attributes)` of a class, a class key or an item: what the question asks, without the answer."
+    if isinstance(c, tuple): return (c[0], tuple(c[1]))
+    return (c.template_id, tuple(c.attributes))
+
+def contrastive_share(episode) -> float:
+    "Share of the episode's classes whose question another class of the episode asks too."
+    n = Counter(question_key(k) for k in episode.classes)
+    return sum(n[question_key(k)] > 1 for k in episode.classes) / len(episode.classes)
+
+# %% ../nbs/02a_episodes.ipynb #b9bb335d
 class EpisodeSampler:
     "Reproducible N-way K-shot Q-query episodes over task classes, support and query disjoint."
     def __init__(self,
@@ -252,7 +263,7 @@ class EpisodeSampler:
         self.n_way, self.k_shot, self.q_query, self.seed = int(n_way), int(k_shot), int(q_query), seed
         self.episodes, self.max_tries, self.contrastive = episodes, max_tries, bool(contrastive)
         groups = defaultdict(list)
-        for i, c in enumerate(self.classes): groups[(c.template_id, tuple(c.attributes))].append(i)
+        for i, c in enumerate(self.classes): groups[question_key(c)].append(i)
         keys = sorted(groups, key=repr)
         self._multi = [groups[k] for k in keys if len(groups[k]) > 1]  # questions with several answers
         self._single = [groups[k] for k in keys if len(groups[k]) == 1]

@@ -27,19 +27,18 @@ from tqdm.auto import tqdm
 
 from .data import ECGMetaError
 from .qa import QAItem, normalize_answer, answer_text
-from .episodes import Episode, EpisodeSampler, TaskClass
+from .episodes import Episode, EpisodeSampler, TaskClass, contrastive_share, question_key
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'METHODS', 'DEFAULT_METHODS', 'LLM_METHODS', 'LEAD_SUBSET_NAMES', 'RECORD_COLUMNS', 'BASELINE_METHODS',
            'PAPER_RESULTS', 'TARGETS', 'METHOD_ORDER', 'PAPER_CONTEXT', 'is_correct', 'bootstrap_ci', 'paired_diff_ci',
-           'Condition', 'EvalConfig', 'draw_episodes', 'contrastive_share', 'ConditionFeatures', 'EpisodeContext',
-           'episode_candidates', 'majority_answer', 'protonet_answer', 'EvalResult', 'summarize', 'compare_methods',
-           'run_methods', 'using_params', 'score_shared_prefix', 'LLMMethods', 'evaluate', 'Report', 'fmt_ci',
-           'accuracy_table', 'check_targets', 'plot_accuracy', 'plot_conditions', 'example_table', 'build_report',
-           'question_sets', 'load_run', 'evaluate_run', 'write_outputs', 'print_table', 'register_cli', 'DemoConfig',
-           'run_demo']
+           'Condition', 'EvalConfig', 'draw_episodes', 'ConditionFeatures', 'EpisodeContext', 'episode_candidates',
+           'majority_answer', 'protonet_answer', 'EvalResult', 'summarize', 'compare_methods', 'run_methods',
+           'score_shared_prefix', 'LLMMethods', 'evaluate', 'Report', 'fmt_ci', 'accuracy_table', 'check_targets',
+           'plot_accuracy', 'plot_conditions', 'example_table', 'build_report', 'question_sets', 'load_run',
+           'evaluate_run', 'write_outputs', 'print_table', 'register_cli', 'DemoConfig', 'run_demo']
 
 # %% ../nbs/06_evaluate.ipynb #09d9b27e
 def is_correct(pred: str | Sequence[str],  # predicted answer text (or its parts)
@@ -164,11 +163,6 @@ class EvalConfig:
         object.__setattr__(self, "conditions", tuple(c if isinstance(c, Condition) else Condition(**c) for c in self.conditions))
 
 # %% ../nbs/06_evaluate.ipynb #20416326
-def _question_key(c) -> tuple:
-    "`(template_id, attributes)` of a class, class key or item: what the question asks, without the answer."
-    if isinstance(c, tuple): return (c[0], tuple(c[1]))
-    return (c.template_id, tuple(c.attributes))
-
 def draw_episodes(classes: Sequence[TaskClass],  # classes of one split (e.g. `splits.test`)
                   n_way: int,  # classes per episode
                   k_shot: int,  # support items per class
@@ -192,10 +186,7 @@ def draw_episodes(classes: Sequence[TaskClass],  # classes of one split (e.g. `s
             break
     return out
 
-def contrastive_share(episode: Episode) -> float:
-    "Share of the episode's classes whose question is asked by another class of the episode too."
-    n = Counter((k[0], tuple(k[1])) for k in episode.classes)
-    return sum(n[(k[0], tuple(k[1]))] > 1 for k in episode.classes) / len(episode.classes)
+
 
 # %% ../nbs/06_evaluate.ipynb #623b824a
 class ConditionFeatures:
@@ -283,7 +274,7 @@ def majority_answer(ctx: EpisodeContext) -> list[str]:
     ep = ctx.episode
     out = []
     for q in ep.query:
-        same = [s for s in ep.support if _question_key(s) == _question_key(q)] or list(ep.support)
+        same = [s for s in ep.support if question_key(s) == question_key(q)] or list(ep.support)
         cnt = Counter(s.answer_text for s in same)
         top = max(cnt.values())
         best = sorted(a for a, n in cnt.items() if n == top)
@@ -310,7 +301,7 @@ def protonet_answer(ctx: EpisodeContext) -> list[str]:
     d = torch.cdist(q, protos).pow(2)
     out = []
     for i, it in enumerate(ep.query):
-        ok = [c for c, k in enumerate(ep.classes) if _question_key(k) == _question_key(it)] or list(range(ep.n_way))
+        ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)] or list(range(ep.n_way))
         best = ok[int(torch.argmin(d[i, ok]))]
         out.append(answer_text(ep.classes[best][2]))
     return out
@@ -446,21 +437,7 @@ def run_methods(methods: dict[str, Callable],  # name -> `f(EpisodeContext) -> l
     return EvalResult(pd.DataFrame(rows, columns=RECORD_COLUMNS), config, skipped, dict(seconds), examples)
 
 # %% ../nbs/06_evaluate.ipynb #b445c495
-from contextlib import contextmanager
-
-@contextmanager
-def using_params(model: torch.nn.Module,  # the model
-                 params: dict[str, torch.Tensor],  # values for (some of) its trainable parameters
-                ):
-    "Temporarily copy `params` into the model's parameters (for methods other than `forward`)."
-    own = dict(model.named_parameters())
-    saved = {n: own[n].detach().clone() for n in params}
-    with torch.no_grad():
-        for n, v in params.items(): own[n].copy_(v)
-    try: yield model
-    finally:
-        with torch.no_grad():
-            for n, v in saved.items(): own[n].copy_(v)
+from .trainer import use_params  # copy adapted parameters into the model for scoring and generation
 
 @torch.no_grad()
 def score_shared_prefix(model,  # `ECGLanguageModel`
@@ -558,7 +535,7 @@ class LLMMethods:
     def score(self, params: dict, items, feats, candidates: list[str]) -> list[str]:
         "The candidate with the highest log-likelihood for each item."
         qs, ns = [it.question for it in items], [0 if feats is None else it.n_ecgs for it in items]
-        with using_params(self.model, params), torch.no_grad():
+        with use_params(self.model, params), torch.no_grad():
             if self.shared_prefix:
                 return [candidates[i] for i in score_shared_prefix(self.model, qs, ns, candidates, feats).argmax(1)]
             sc = self.model.score_candidates(qs, ns, [list(candidates)] * len(items), ecg_features=feats, batch_size=self.score_batch_size)
@@ -624,7 +601,7 @@ class LLMMethods:
     def meta_generate(self, ctx: EpisodeContext) -> list[str]:
         "Adapted model answering by free greedy generation (no candidates)."
         q = ctx.episode.query
-        with using_params(self.model, self.adapted(ctx)), torch.no_grad():
+        with use_params(self.model, self.adapted(ctx)), torch.no_grad():
             return self.model.generate([it.question for it in q], [it.n_ecgs for it in q], ecg_features=ctx.tokens(q),
                                        max_new_tokens=24)
 

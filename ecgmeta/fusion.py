@@ -117,6 +117,7 @@ class ECGFusion(PreTrainedModel):
             self.register_buffer("in_mean", torch.zeros(c.d_enc))
             self.register_buffer("in_std", torch.ones(c.d_enc))
             self.register_buffer("anchors", torch.zeros(len(c.anchor_ids), c.d_llm), persistent=False)  # from the LLM
+            self.anchors_set = False  # set_anchors has run (checked once per forward without touching the tensor)
             self.head = nn.Linear(c.d_enc, c.n_queries * len(c.anchor_ids))
             self.post_init()
             return
@@ -143,7 +144,7 @@ class ECGFusion(PreTrainedModel):
             init.normal_(module.queries, std=1.0)
 
     def _anchored(self, tokens, token_mask):
-        if self.anchors.abs().sum() == 0:
+        if not self.anchors_set:
             raise ECGMetaError("this 'anchored' fusion has no anchor embeddings yet: wrap it in an ECGLanguageModel "
                                "(which reads them from the LLM) or call set_anchors(llm.get_input_embeddings().weight)")
         if token_mask is None: pooled = tokens.mean(1)
@@ -162,6 +163,7 @@ class ECGFusion(PreTrainedModel):
             raise ECGMetaError(f"anchor id {max(ids)} is outside the LLM's vocabulary of {embedding_weight.shape[0]} "
                                "tokens; the anchors were chosen with another tokenizer")
         self.anchors.copy_(embedding_weight[torch.as_tensor(ids, device=embedding_weight.device)].to(self.anchors))
+        self.anchors_set = True
 
     @torch.no_grad()
     def fit_input_stats(self, features: torch.Tensor):  # `(N, T, d_enc)` tokens or `(N, d_enc)` pooled vectors

@@ -179,6 +179,7 @@ class MetaData:
     dataset: Any  # `ecgmeta.cache.CachedECGDataset` with every meta-train and meta-val ECG
     train: tuple  # meta-train classes used
     val: tuple  # meta-val classes used
+    answers: tuple = ()  # answer vocabulary of the question set ("anchored" fusion only; see `answer_vocabulary`)
 
 def _subset(classes, n, seed):
     if n is None or len(classes) <= n: return tuple(classes)
@@ -212,6 +213,7 @@ def build_data(
     ptbxl = PTBXL(root / "ptbxl")
     if config.questions == "generated": items = generate_questions(ptbxl, seed=config.seed)
     else: items = [it for v in load_ecgqa(root, ptbxl=ptbxl).values() for it in v]
+    answers = tuple(answer_vocabulary(config, items)) if config.fusion == "anchored" else ()  # every type, before filtering
     if config.question_types is not None: items = [it for it in items if it.question_type in config.question_types]
     classes, _ = build_classes(items, min_items=config.min_items)
     splits = split_classes(classes, ptbxl, by=config.split_by, seed=config.seed, min_items=config.min_items)
@@ -221,13 +223,14 @@ def build_data(
     cache = Path(config.ecg_cache_dir) if config.ecg_cache_dir else ecgmeta_cache_dir() / "ecgs"
     ds = CachedECGDataset(ptbxl, cache, encoder_preprocess_config(config), ids=ids, progress=progress)
     log.info("meta-train %d classes, meta-val %d classes, %d ECGs cached in %s", len(train), len(val), len(ids), ds.path)
-    return MetaData(splits, ds, train, val)
+    return MetaData(splits, ds, train, val, answers)
 
 # %% ../nbs/05a_trainer.ipynb #e97b8ea9
 def _torch_dtype(name: str) -> torch.dtype: return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 def answer_vocabulary(
     config: MetaTrainConfig,  # the run's configuration (its `data_dir` and `seed`)
+    items=None,  # the run's question items of every type, when at hand (saves generating them again)
 ) -> list[str]:
     "Every answer text of the generated questions and of ECG-QA (when present): the anchors of an 'anchored' fusion."
     from ecgmeta.data import PTBXL
@@ -236,13 +239,14 @@ def answer_vocabulary(
     if not (root / "ptbxl" / "ptbxl_database.csv").exists():
         raise TrainerError(f"an 'anchored' fusion reads the answer vocabulary from {root / 'ptbxl'}, which has no "
                            "ptbxl_database.csv; set data_dir to the folder holding ptbxl/")
-    ptbxl = PTBXL(root / "ptbxl")
-    out = {it.answer_text for it in generate_questions(ptbxl, seed=config.seed)}
+    if items is None or config.questions != "generated": items = generate_questions(PTBXL(root / "ptbxl"), seed=config.seed)
+    out = {it.answer_text for it in items}
     if (root / "ecgqa").exists(): out |= {it.answer_text for v in load_ecgqa(root).values() for it in v}
     return sorted(out)
 
 def build_model(
     config: MetaTrainConfig,  # the run's configuration
+    answers: Sequence[str] = (),  # "anchored" fusion: the answer vocabulary (`MetaData.answers`); empty: `answer_vocabulary(config)`
 ):
     "The `ECGLanguageModel` of a run (LLM frozen, fusion trainable, LoRA when on), on `config.device`."
     from ecgmeta.encoder import ECGEncoder, ECGEncoderConfig, load_pretrained_encoder
@@ -268,7 +272,7 @@ def build_model(
         if config.fusion == "mlp":
             with torch.no_grad():
                 kw["n_tokens"] = int(enc(torch.zeros(1, 12, 1000), torch.ones(1, 12, dtype=torch.bool)).tokens.shape[1])
-        if config.fusion == "anchored": kw["anchor_ids"] = anchor_token_ids(tok, answer_vocabulary(config))
+        if config.fusion == "anchored": kw["anchor_ids"] = anchor_token_ids(tok, answers or answer_vocabulary(config))
         fusion = ECGFusion(FusionConfig(**kw))
         lora = LoraSpec(r=config.lora_r) if config.lora else None
         model = ECGLanguageModel(llm, tok, enc, fusion, ECGLMConfig(llm_name=config.llm, lora=lora))
@@ -616,7 +620,7 @@ def meta_train(
     if rank != 0: torch.distributed.barrier()  # process 0 builds the ECG cache first
     data = build_data(config, progress=progress and rank == 0)
     if rank == 0 and world > 1: torch.distributed.barrier()
-    model = build_model(config)
+    model = build_model(config, data.answers)
     cache = FeatureCache(lambda s, m: model.encode_ecgs(s.to(dev), m.to(dev)).float(), device=dev)
     ids = sorted({e for c in data.train + data.val for it in c.items for e in it.ecg_ids})
     t0 = time.perf_counter()
