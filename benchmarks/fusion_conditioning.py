@@ -11,7 +11,9 @@ inner loop) at several learning rates and print, per fusion kind and rate:
 
 The obvious alternative is the `resampler` (learned queries cross-attending to the encoder tokens, a free
 vector per ECG position); `anchored` mixes the LLM's own answer-token embeddings. Input standardisation of
-`anchored` is fitted on meta-train ECGs, as `meta_train` does.
+`anchored` is fitted on meta-train ECGs, as `meta_train` does. `proto` mixes the token embeddings of the
+candidate answers of each ECG's question with a classifier initialised from the support prototypes (Proto-MAML):
+its step 0 is already the prototypical network read through the LLM.
 
 Run: `.venv/bin/python benchmarks/fusion_conditioning.py [--episodes 3] [--steps 3] [--question-type single-verify]`
 """
@@ -37,11 +39,11 @@ def main():
     from ecgmeta.meta import FeatureCache
     from ecgmeta.trainer import MetaTrainConfig, build_data, build_model, make_loss_fn, prepare_task, use_params
 
-    grids = {"resampler": [1e-4, 1e-2, 1.0], "anchored": [10.0, 30.0, 100.0]}
+    grids = {"resampler": [1e-4, 1e-2, 1.0], "anchored": [10.0, 30.0, 100.0], "proto": [0.3, 1.0, 3.0]}
     rows = []
     for kind, lrs in grids.items():
         tc = MetaTrainConfig(data_dir=args.data, question_types=(args.question_type,), fusion=kind,
-                             fusion_tokens=1 if kind == "anchored" else 4, min_items=10)
+                             fusion_tokens={"anchored": 1, "proto": 8}.get(kind, 4), min_items=10)
         model = build_model(tc)
         sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
         classes = next(iter(sets.values()))
@@ -59,11 +61,14 @@ def main():
             fc.add(ids, x.float(), m.bool())
             task = prepare_task(model, ep, ds, fc)
             cands, gold = episode_candidates(ep), [it.answer_text for it in ep.query]
+            slots = task.support.slots  # None except for "proto"
+            keys = None if slots is None else task.query_items.keys
             qf = fc.get([e for it in ep.query for e in it.ecg_ids])
             qs, ns = [it.question for it in ep.query], [it.n_ecgs for it in ep.query]
             base = {n: p.detach().clone() for n, p in model.trainable_parameters().items()}
             for lr in lrs:
                 p = {n: v.clone().requires_grad_() for n, v in base.items()}
+                p = {n: v.detach().requires_grad_() for n, v in model.episode_params(p, task.support.batch, task.support.features).items()}
                 losses, t0 = [], time.perf_counter()
                 for _ in range(args.steps):
                     loss = loss_fn(model, p, task.support)
@@ -73,9 +78,9 @@ def main():
                 step_s = (time.perf_counter() - t0) / args.steps
                 losses.append(loss_fn(model, p, task.support).item())
                 with use_params(model, p), torch.no_grad():
-                    acc = np.mean([cands[i] == g for i, g in zip(score_shared_prefix(model, qs, ns, cands, qf).argmax(1), gold)])
+                    acc = np.mean([cands[i] == g for i, g in zip(score_shared_prefix(model, qs, ns, cands, qf, slots, keys).argmax(1), gold)])
                     perm = torch.as_tensor(np.roll(np.arange(len(qf)), 1))
-                    acc_s = np.mean([cands[i] == g for i, g in zip(score_shared_prefix(model, qs, ns, cands, qf[perm]).argmax(1), gold)])
+                    acc_s = np.mean([cands[i] == g for i, g in zip(score_shared_prefix(model, qs, ns, cands, qf[perm], slots, keys).argmax(1), gold)])
                 rows.append(dict(fusion=kind, lr=lr, episode=ep.index, first=losses[0], last=losses[-1],
                                  max_jump=max(b - a for a, b in zip(losses, losses[1:])), monotone=all(b <= a + 1e-6 for a, b in zip(losses, losses[1:])),
                                  acc=acc, acc_shuffled=acc_s, step_s=step_s))
@@ -88,7 +93,8 @@ def main():
                                             acc=("acc", "mean"), acc_shuffled=("acc_shuffled", "mean"), s_per_step=("step_s", "mean"))
     print("\n" + summ.round(3).to_string())
     r = summ["s_per_step"]
-    print(f"\nseconds per inner step, anchored / resampler: {r.xs('anchored').mean() / r.xs('resampler').mean():.2f}")
+    for k in ("anchored", "proto"):
+        print(f"seconds per inner step, {k} / resampler: {r.xs(k).mean() / r.xs('resampler').mean():.2f}")
 
 
 if __name__ == "__main__":

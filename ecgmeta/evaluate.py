@@ -445,11 +445,14 @@ def score_shared_prefix(model,  # `ECGLanguageModel`
                         n_ecgs: Sequence[int],  # ECGs per question (0: no ECG positions)
                         candidates: Sequence[str],  # the candidate answers (the same for every question)
                         feats: torch.Tensor | None,  # `(sum(n_ecgs), T, D)` features in placeholder order
+                        slots=None,  # "proto" fusion: the episode's `AnswerSlots`
+                        keys: Sequence | None = None,  # with `slots`: the question key of each question
                        ) -> np.ndarray:
     "Summed log-likelihood `(questions, candidates)` of each candidate's tokens and EOS; each prompt runs once."
     from ecgmeta.fusion import _cache_kw
     n, C = len(questions), len(candidates)
-    batch = model.build_batch(list(questions), list(n_ecgs), padding_side="left").to(model.device)
+    batch = model.build_batch(list(questions), list(n_ecgs), padding_side="left", slots=slots,
+                              keys=None if keys is None else list(keys)).to(model.device)
     x = model.inputs_embeds(batch, None if feats is None else feats.to(model.device))
     att = batch.attention_mask
     pos = (att.cumsum(-1) - 1).clamp(min=0)
@@ -508,10 +511,17 @@ class LLMMethods:
             if self.inner_lrs is None: log.warning("a Meta-SGD model without learned inner rates: adapting with inner_lr=%g", mc.inner_lr)
 
     # -- pieces ------------------------------------------------------------------------------------
-    def prepare(self, items: Sequence[QAItem], with_ecg: bool = True) -> tuple:
+    def slots(self, ctx: EpisodeContext):
+        "The episode's `AnswerSlots` when the model's fusion needs them ('proto'), else None."
+        from ecgmeta.trainer import episode_slots, needs_slots
+        return episode_slots(ctx.episode) if needs_slots(self.model) else None
+
+    def prepare(self, items: Sequence[QAItem], with_ecg: bool = True, slots=None) -> tuple:
         "`(batch, prefix_cache or None)` of `items` with their answers, built once per adaptation."
+        slots = slots if with_ecg else None
         batch = self.model.build_batch([it.question for it in items], [it.n_ecgs if with_ecg else 0 for it in items],
-                                       [it.answer_text for it in items])
+                                       [it.answer_text for it in items], slots=slots,
+                                       keys=None if slots is None else [question_key(it) for it in items])
         return batch, (self.model.precompute_prefix(batch) if self.prefix_cache else None)
 
     def loss(self, params: dict, items: Sequence[QAItem], feats: torch.Tensor | None, prepared: tuple | None = None) -> torch.Tensor:
@@ -521,30 +531,36 @@ class LLMMethods:
         kw = {"ecg_features": feats} if pc is None else {"ecg_features": feats, "prefix_cache": pc}
         return functional_call(self.model, params, (batch,), kw).loss
 
-    def adapt(self, params: dict, items, feats, steps: int | None = None) -> dict:
-        "Plain-gradient inner-loop adaptation on `items` (as in meta-training, first order)."
+    def adapt(self, params: dict, items, feats, steps: int | None = None, slots=None) -> dict:
+        "Plain-gradient inner-loop adaptation on `items` (as in meta-training, first order), after any fast-weight init."
         from ecgmeta.meta import _adapt_names, adapt
         p = {n: v.detach().clone().requires_grad_() for n, v in params.items()}
-        names = _adapt_names(self.model, p, self.meta_config, None) if self.meta_config.algorithm == "anil" else None
-        prepared = self.prepare(items, feats is not None)
+        prepared = self.prepare(items, feats is not None, slots)
         with torch.enable_grad():
+            if feats is not None: p = self.model.episode_params(p, prepared[0], feats)  # 'proto': support prototypes
+            names = _adapt_names(self.model, p, self.meta_config, None) if self.meta_config.algorithm == "anil" else None
             out = adapt(self.model, p, lambda q: self.loss(q, items, feats, prepared), self.meta_config, create_graph=False,
                         adapt_names=names, steps=steps, inner_lrs=self.inner_lrs if names is None else None)
         return {n: v.detach() for n, v in out.items()}
 
-    def score(self, params: dict, items, feats, candidates: list[str]) -> list[str]:
+    def score(self, params: dict, items, feats, candidates: list[str], slots=None) -> list[str]:
         "The candidate with the highest log-likelihood for each item."
         qs, ns = [it.question for it in items], [0 if feats is None else it.n_ecgs for it in items]
+        slots = None if feats is None else slots
+        keys = None if slots is None else [question_key(it) for it in items]
         with use_params(self.model, params), torch.no_grad():
             if self.shared_prefix:
-                return [candidates[i] for i in score_shared_prefix(self.model, qs, ns, candidates, feats).argmax(1)]
-            sc = self.model.score_candidates(qs, ns, [list(candidates)] * len(items), ecg_features=feats, batch_size=self.score_batch_size)
+                sc = score_shared_prefix(self.model, qs, ns, candidates, feats, slots, keys)
+                return [candidates[i] for i in sc.argmax(1)]
+            sc = self.model.score_candidates(qs, ns, [list(candidates)] * len(items), ecg_features=feats,
+                                             batch_size=self.score_batch_size, slots=slots, keys=keys)
         return [candidates[i] for i in sc.best("sum")]
 
     def adapted(self, ctx: EpisodeContext) -> dict:
         "Meta-parameters adapted on the episode's support (computed once per episode)."
         if "adapted" not in ctx.cache:
-            ctx.cache["adapted"] = self.adapt(self.meta_params, ctx.episode.support, ctx.tokens(ctx.episode.support))
+            ctx.cache["adapted"] = self.adapt(self.meta_params, ctx.episode.support, ctx.tokens(ctx.episode.support),
+                                              slots=self.slots(ctx))
         return ctx.cache["adapted"]
 
     def init_params(self) -> dict:
@@ -566,17 +582,17 @@ class LLMMethods:
     # -- methods -----------------------------------------------------------------------------------
     def meta(self, ctx: EpisodeContext) -> list[str]:
         "Meta-trained model adapted on the support."
-        return self.score(self.adapted(ctx), ctx.episode.query, ctx.tokens(ctx.episode.query), ctx.candidates)
+        return self.score(self.adapted(ctx), ctx.episode.query, ctx.tokens(ctx.episode.query), ctx.candidates, self.slots(ctx))
 
     def zero_shot(self, ctx: EpisodeContext) -> list[str]:
-        "Meta-trained model without adaptation."
-        return self.score(self.meta_params, ctx.episode.query, ctx.tokens(ctx.episode.query), ctx.candidates)
+        "Meta-trained model without adaptation ('proto' fusion: no prototypes, a uniform mix of the question's answers)."
+        return self.score(self.meta_params, ctx.episode.query, ctx.tokens(ctx.episode.query), ctx.candidates, self.slots(ctx))
 
     def random_ecg(self, ctx: EpisodeContext) -> list[str]:
         "Adapted model, each query reading another query's ECG."
         f = ctx.tokens(ctx.episode.query)
         if len(f) > 1: f = f[torch.as_tensor(_derangement(len(f), ctx.rng))]
-        return self.score(self.adapted(ctx), ctx.episode.query, f, ctx.candidates)
+        return self.score(self.adapted(ctx), ctx.episode.query, f, ctx.candidates, self.slots(ctx))
 
     def no_ecg(self, ctx: EpisodeContext) -> list[str]:
         "The LLM without ECG positions (LoRA, if any, adapted on the text-only support)."
@@ -587,23 +603,26 @@ class LLMMethods:
 
     def finetune(self, ctx: EpisodeContext) -> list[str]:
         "Fusion from its initialisation fine-tuned on the support with Adam (no meta-training)."
-        p = {n: v.detach().clone().requires_grad_() for n, v in self.init_params().items()}
+        sup, feats, slots = ctx.episode.support, ctx.tokens(ctx.episode.support), self.slots(ctx)
+        prepared = self.prepare(sup, slots=slots)
+        p = self.model.episode_params(self.init_params(), prepared[0], feats)  # 'proto': prototypes of the fresh fusion
+        p = {n: v.detach().clone().requires_grad_() for n, v in p.items()}
         opt = torch.optim.Adam(list(p.values()), lr=self.finetune_lr)
-        sup, feats = ctx.episode.support, ctx.tokens(ctx.episode.support)
-        prepared = self.prepare(sup)
         with torch.enable_grad():
             for _ in range(self.finetune_steps):
                 opt.zero_grad(set_to_none=True)
                 self.loss(p, sup, feats, prepared).backward()
                 opt.step()
-        return self.score({n: v.detach() for n, v in p.items()}, ctx.episode.query, ctx.tokens(ctx.episode.query), ctx.candidates)
+        return self.score({n: v.detach() for n, v in p.items()}, ctx.episode.query, ctx.tokens(ctx.episode.query),
+                          ctx.candidates, slots)
 
     def meta_generate(self, ctx: EpisodeContext) -> list[str]:
         "Adapted model answering by free greedy generation (no candidates)."
         q = ctx.episode.query
         with use_params(self.model, self.adapted(ctx)), torch.no_grad():
+            slots = self.slots(ctx)
             return self.model.generate([it.question for it in q], [it.n_ecgs for it in q], ecg_features=ctx.tokens(q),
-                                       max_new_tokens=24)
+                                       max_new_tokens=24, slots=slots, keys=None if slots is None else [question_key(it) for it in q])
 
     def methods(self) -> dict[str, Callable]:
         "Name -> method."

@@ -29,12 +29,12 @@ from .data import ECGMetaError
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'FUSION_KINDS', 'FusionConfig', 'ECGFusion', 'FusionBatch', 'ECGLMOutput', 'LoraSpec', 'ECGLMConfig',
-           'ECGPromptError', 'FusionWidthError', 'PrefixCacheError', 'PrefixCache', 'CandidateScores',
-           'ECGLanguageModel', 'make_fusion', 'anchor_token_ids']
+__all__ = ['logger', 'FUSION_KINDS', 'FusionConfig', 'ECGFusion', 'FusionBatch', 'AnswerSlots', 'ECGLMOutput', 'LoraSpec',
+           'ECGLMConfig', 'ECGPromptError', 'FusionWidthError', 'PrefixCacheError', 'PrefixCache', 'answer_logprobs',
+           'CandidateScores', 'ECGLanguageModel', 'make_fusion', 'anchor_token_ids']
 
 # %% ../nbs/04a_fusion.ipynb #5c488eda
-FUSION_KINDS = ("mlp", "prefix", "resampler", "anchored")
+FUSION_KINDS = ("mlp", "prefix", "resampler", "anchored", "proto")
 
 class FusionConfig(PreTrainedConfig):
     "Configuration of `ECGFusion`: which variant and its sizes."
@@ -50,6 +50,11 @@ class FusionConfig(PreTrainedConfig):
     dropout: float = 0.0  # dropout inside the attention blocks
     out_std: float = 0.02  # target std of the output embeddings at initialisation (match the LLM's embeddings)
     anchor_ids: list[int] | None = None  # "anchored" only: LLM token ids whose embeddings the ECG tokens mix
+    max_questions: int = 8  # "proto" only: distinct questions (answer groups) per episode
+    max_answers: int = 8  # "proto" only: candidate answers per question
+    tau: float = 0.1  # "proto" only: initial temperature of the prototype logits (squared distances of unit vectors)
+    out_scale: float = 2.0  # "proto" only: initial scale of the mixed answer embeddings
+    proto_pad: bool = False  # "proto" only: learn the embedding of the positions after a short answer (else zeros)
 
     def __post_init__(self, **kwargs):
         if self.kind not in FUSION_KINDS:
@@ -59,6 +64,9 @@ class FusionConfig(PreTrainedConfig):
                 raise ECGMetaError(f"an 'anchored' fusion needs at least 2 distinct anchor_ids (LLM token ids), got "
                                    f"{self.anchor_ids!r}; use anchor_token_ids(tokenizer, answers)")
             self.anchor_ids = [int(i) for i in self.anchor_ids]
+        if self.kind == "proto" and (self.max_questions < 1 or self.max_answers < 2 or self.tau <= 0 or self.out_scale <= 0):
+            raise ECGMetaError(f"a 'proto' fusion needs max_questions >= 1, max_answers >= 2, tau > 0 and out_scale > 0, got "
+                               f"{self.max_questions}, {self.max_answers}, {self.tau}, {self.out_scale}")
         super().__post_init__(**kwargs)
 
     @property
@@ -121,6 +129,15 @@ class ECGFusion(PreTrainedModel):
             self.head = nn.Linear(c.d_enc, c.n_queries * len(c.anchor_ids))
             self.post_init()
             return
+        if c.kind == "proto":  # projection (meta-learned) -> per-question prototype head (fast weights) -> answer mixture
+            self.proj = nn.Linear(c.d_enc, c.d_enc)
+            self.log_tau = nn.Parameter(torch.tensor(math.log(c.tau)))
+            self.log_scale = nn.Parameter(torch.tensor(math.log(c.out_scale)))
+            if c.proto_pad: self.pad = nn.Parameter(torch.zeros(c.n_queries, c.d_llm))  # positions after an answer's tokens
+            self.register_buffer("head_w", torch.zeros(c.max_questions, c.max_answers, c.d_enc), persistent=False)
+            self.register_buffer("head_b", torch.zeros(c.max_questions, c.max_answers), persistent=False)
+            self.post_init()
+            return
         self.norm_in = nn.LayerNorm(c.d_enc)
         self.proj_in = nn.Linear(c.d_enc, d)
         if c.kind != "mlp":
@@ -134,6 +151,8 @@ class ECGFusion(PreTrainedModel):
         c = self.config
         if module is getattr(self, "head", None) and c.kind == "anchored":  # near-uniform weights over the anchors
             init.normal_(module.weight, std=0.01); init.zeros_(module.bias)
+        elif module is getattr(self, "proj", None) and c.kind == "proto":  # identity: the prototypes of the raw embedding
+            init.eye_(module.weight); init.zeros_(module.bias)
         elif module is getattr(self, "head", None):
             init.normal_(module.weight, std=c.out_std / math.sqrt(c.width)); init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
@@ -154,6 +173,51 @@ class ECGFusion(PreTrainedModel):
         z = (pooled - self.in_mean) / self.in_std / math.sqrt(self.config.d_enc)
         w = self.head(z).view(len(z), self.config.n_queries, -1).softmax(-1)
         return w @ self.anchors.to(w.dtype)
+
+    def embed(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None,
+              params: dict | None = None) -> torch.Tensor:  # `{"proj.weight", "proj.bias"}` to use instead of the module's
+        "'proto' only: the unit-length projected pooled embedding `(N, d_enc)` that prototypes are built from."
+        if tokens.ndim == 2: tokens = tokens[:, None]
+        if token_mask is None: pooled = tokens.mean(1)
+        else:
+            m = token_mask.to(tokens.dtype)[..., None]
+            pooled = (tokens * m).sum(1) / m.sum(1).clamp(min=1)
+        p = params or {"proj.weight": self.proj.weight, "proj.bias": self.proj.bias}
+        return F.normalize(F.linear(pooled, p["proj.weight"], p["proj.bias"]), dim=-1)
+
+    def answer_probs(self, h: torch.Tensor, groups: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
+        "'proto' only: probabilities `(N, A)` over the answers of each ECG's question (`slot_mask` `(G, A)`: real answers)."
+        G, A = slot_mask.shape
+        w, b = self.head_w[:G, :A][groups], self.head_b[:G, :A][groups]  # (N, A, d), (N, A)
+        logits = (torch.einsum("nd,nad->na", h, w) + b) / self.log_tau.exp()
+        return logits.masked_fill(~slot_mask[groups], float("-inf")).softmax(-1)
+
+    def _proto(self, tokens, token_mask, groups, slot_embeds, slot_mask):
+        c = self.config
+        if slot_embeds is None or groups is None:
+            raise ECGMetaError("a 'proto' fusion mixes the candidate answers of each ECG's question: build the batch with "
+                               "`slots=AnswerSlots(...)` and `keys=` (ECGLanguageModel.build_batch), or pass groups, "
+                               "slot_embeds and slot_mask")
+        G, A, T, _ = slot_embeds.shape
+        if G > c.max_questions or A > c.max_answers or T != c.n_queries:
+            raise ECGMetaError(f"the episode has {G} questions x {A} answers x {T} positions, this 'proto' fusion holds at most "
+                               f"{c.max_questions} x {c.max_answers} x {c.n_queries}; raise FusionConfig.max_questions / max_answers "
+                               f"or build the slots with n_tokens = {c.n_queries}")
+        if len(groups) != len(tokens) or (len(groups) and (int(groups.min()) < 0 or int(groups.max()) >= G)):
+            raise ECGMetaError(f"expected one question group in [0, {G}) per ECG ({len(tokens)}), got {groups.tolist()[:8]}")
+        if slot_mask is None or slot_mask.shape != (G, A, T):
+            raise ECGMetaError(f"expected slot_mask (G, A, T) = {(G, A, T)} marking real answer tokens, got "
+                               f"{None if slot_mask is None else tuple(slot_mask.shape)}")
+        p = self.answer_probs(self.embed(tokens, token_mask), groups, slot_mask.any(-1))
+        out = torch.einsum("na,natd->ntd", p, slot_embeds[groups].to(p.dtype)) * self.log_scale.exp()
+        if not c.proto_pad: return out
+        pad_share = torch.einsum("na,nat->nt", p, (~slot_mask[groups]).to(p.dtype))  # probability that position t is padding
+        return out + pad_share[..., None] * self.pad
+
+    @torch.no_grad()
+    def reset_fast_weights(self):
+        "'proto' only: zero the per-episode head (a uniform mixture of each question's answers until `episode_params`)."
+        self.head_w.zero_(); self.head_b.zero_()
 
     @torch.no_grad()
     def set_anchors(self, embedding_weight: torch.Tensor):  # the LLM's input embedding matrix `(vocab, d_llm)`
@@ -180,13 +244,17 @@ class ECGFusion(PreTrainedModel):
         return n_in if self.config.kind == "mlp" else self.config.n_queries
 
     def head_parameter_names(self) -> list[str]:
-        "Names (relative to this module) of the last layer's parameters, the part ANIL adapts."
+        "Names (relative to this module) of the last layer's parameters, the part ANIL adapts ('proto': the fast weights)."
+        if self.config.kind == "proto": return ["head_w", "head_b"]
         return [f"head.{n}" for n, _ in self.head.named_parameters()]
 
     def forward(
         self,
         tokens: torch.Tensor,  # `(N, T, d_enc)` encoder tokens (or `(N, d_enc)` pooled vectors)
         token_mask: torch.Tensor | None = None,  # `(N, T)` bool, True = real token
+        groups: torch.Tensor | None = None,  # "proto": `(N,)` question group of each ECG
+        slot_embeds: torch.Tensor | None = None,  # "proto": `(G, A, n_queries, d_llm)` embeddings of each group's answers
+        slot_mask: torch.Tensor | None = None,  # "proto": `(G, A, n_queries)` bool, True = a real answer token
     ) -> torch.Tensor:
         "LLM-width ECG embeddings `(N, T_out, d_llm)`."
         c = self.config
@@ -195,6 +263,8 @@ class ECGFusion(PreTrainedModel):
             raise ECGMetaError(f"expected ECG tokens (N, T, {c.d_enc}), got {tuple(tokens.shape)}; the fusion module "
                                f"was built for an encoder of width {c.d_enc}")
         if c.kind == "anchored": return self._anchored(tokens.to(self.head.weight.dtype), token_mask)
+        if c.kind == "proto":
+            return self._proto(tokens.to(self.proj.weight.dtype), token_mask, groups, slot_embeds, slot_mask)
         x = self.proj_in(self.norm_in(tokens.to(self.head.weight.dtype)))
         if c.kind == "mlp": return self.head(F.gelu(x))
         q = self.queries[None].expand(x.shape[0], -1, -1)
@@ -218,14 +288,68 @@ class FusionBatch:
     labels: torch.Tensor | None  # `(B, L)` answer token ids, -100 elsewhere; None without answers
     n_ecgs: tuple[int, ...]  # ECGs per prompt, in placeholder order
     padding_side: str = "right"  # "right" (training, scoring) or "left" (generation)
+    groups: torch.Tensor | None = None  # "proto" fusion: `(B,)` question group of each row (`AnswerSlots.group`)
+    gold_slots: torch.Tensor | None = None  # "proto": `(B,)` slot of each row's gold answer in its group, -1 unknown
+    slot_ids: torch.Tensor | None = None  # "proto": `(G, A, n_ecg_tokens)` token ids of each slot's answer, -1 padding
 
     def to(self, device) -> FusionBatch:
         "The batch with every tensor on `device`."
         mv = lambda t: None if t is None else t.to(device)
         return replace(self, input_ids=mv(self.input_ids), attention_mask=mv(self.attention_mask),
-                       ecg_positions=mv(self.ecg_positions), labels=mv(self.labels))
+                       ecg_positions=mv(self.ecg_positions), labels=mv(self.labels), groups=mv(self.groups),
+                       gold_slots=mv(self.gold_slots), slot_ids=mv(self.slot_ids))
+
+    def select(self, rows) -> FusionBatch:
+        "The batch restricted to `rows` (indices or a slice), answer layout kept."
+        idx = list(range(len(self)))[rows] if isinstance(rows, slice) else [int(r) for r in rows]
+        ix = torch.as_tensor(idx, dtype=torch.long, device=self.input_ids.device)
+        pick = lambda t: None if t is None else t[ix.to(t.device)]
+        return replace(self, input_ids=pick(self.input_ids), attention_mask=pick(self.attention_mask),
+                       ecg_positions=pick(self.ecg_positions), labels=pick(self.labels), n_ecgs=tuple(self.n_ecgs[i] for i in idx),
+                       groups=pick(self.groups), gold_slots=pick(self.gold_slots))
 
     def __len__(self): return self.input_ids.shape[0]
+
+@dataclass(frozen=True)
+class AnswerSlots:
+    "The candidate answers of each question of an episode, in a fixed order: what a 'proto' fusion mixes."
+    keys: tuple  # one hashable key per question group (e.g. `ecgmeta.episodes.question_key` of its items)
+    answers: tuple  # per group, its distinct candidate answer texts
+
+    def __post_init__(self):
+        keys, answers = tuple(self.keys), tuple(tuple(a) for a in self.answers)
+        if len(keys) != len(answers) or len(set(keys)) != len(keys) or not keys:
+            raise ECGMetaError(f"AnswerSlots needs one answer list per distinct key and at least one group, got {len(keys)} "
+                               f"keys ({len(set(keys))} distinct) and {len(answers)} answer lists")
+        bad = [k for k, a in zip(keys, answers) if not a or len(set(a)) != len(a)]
+        if bad: raise ECGMetaError(f"every question group needs distinct, non-empty answers; group {bad[0]!r} has {answers[keys.index(bad[0])]}")
+        object.__setattr__(self, "keys", keys); object.__setattr__(self, "answers", answers)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple]) -> AnswerSlots:  # `(key, answer_text)` pairs, e.g. an episode's classes
+        "Groups in first-seen key order, answers in first-seen order within each group."
+        out: dict = {}
+        for k, a in pairs:
+            lst = out.setdefault(k, [])
+            if a not in lst: lst.append(a)
+        return cls(tuple(out), tuple(tuple(v) for v in out.values()))
+
+    def group(self, key) -> int:
+        "Index of the question group `key`."
+        try: return self.keys.index(key)
+        except ValueError:
+            raise ECGPromptError(f"question key {key!r} is not one of the episode's {len(self.keys)} question groups; "
+                                 "build AnswerSlots from the classes the items belong to") from None
+
+    def slot(self, key, answer: str) -> int:
+        "Slot of `answer` in the group of `key` (-1 when it is not a candidate)."
+        a = self.answers[self.group(key)]
+        return a.index(answer) if answer in a else -1
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        "(groups, most answers in a group)."
+        return len(self.keys), max(len(a) for a in self.answers)
 
 @dataclass
 class ECGLMOutput:
@@ -300,6 +424,17 @@ class PrefixCache:
         "Real prefix tokens over the batch (positions the LLM no longer runs over)."
         return int(self.prefix_lengths.sum())
 
+def answer_logprobs(
+    logits: torch.Tensor,  # `(B, L', V)` logits from position `start` on (`ECGLMOutput.logits`)
+    labels: torch.Tensor,  # `(B, L)` labels of the batch the logits came from (-100 outside the answers)
+    start: int,  # `ECGLMOutput.logits_start`
+) -> tuple[torch.Tensor, torch.Tensor]:
+    "Summed log-likelihood `(B,)` of each row's answer tokens (EOS included) and their count `(B,)`."
+    tgt = labels[:, start + 1:]
+    sel = tgt != -100
+    lp = logits[:, :-1].float().log_softmax(-1).gather(-1, tgt.clamp(min=0)[..., None])[..., 0] * sel
+    return lp.sum(-1), sel.sum(-1)
+
 @dataclass
 class CandidateScores:
     "Log-likelihood of each candidate answer (tokens and EOS) given its prompt and ECGs."
@@ -365,6 +500,7 @@ class ECGLanguageModel(nn.Module):
                                        "or ECGLMConfig(n_ecg_tokens=T), e.g. T = encoder.n_tokens(samples)")
         self.n_ecg_tokens = n
         if fusion.config.kind == "anchored": fusion.set_anchors(llm.get_input_embeddings().weight)
+        if fusion.config.kind == "proto": fusion.reset_fast_weights()  # buffers a loaded checkpoint leaves uninitialised
         llm.requires_grad_(False); llm.eval()
         if c.lora is not None:
             from peft import LoraConfig, get_peft_model
@@ -446,6 +582,8 @@ class ECGLanguageModel(nn.Module):
         n_ecgs: list[int] | int,  # ECGs per question (an int: the same for all)
         answers: list[str] | None = None,  # gold answers (teacher forcing), or None for generation
         padding_side: str | None = None,  # None: "right" with answers, "left" without
+        slots: AnswerSlots | None = None,  # "proto" fusion: the episode's candidate answers per question
+        keys: list | None = None,  # with `slots`: the question key of each question
     ) -> FusionBatch:
         "Tokenise prompts (and answers) into a padded `FusionBatch`."
         if isinstance(questions, str): questions = [questions]
@@ -469,8 +607,25 @@ class ECGLanguageModel(nn.Module):
         for i, (r, l) in enumerate(zip(rows, labs)):
             s = slice(0, len(r)) if side == "right" else slice(L - len(r), L)
             ids[i, s], lab[i, s], att[i, s] = torch.tensor(r), torch.tensor(l), 1
-        return FusionBatch(ids, att, (ids == self.ecg_token_id) & att.bool(),
-                           lab if answers is not None else None, tuple(int(n) for n in n_ecgs), side)
+        out = FusionBatch(ids, att, (ids == self.ecg_token_id) & att.bool(),
+                          lab if answers is not None else None, tuple(int(n) for n in n_ecgs), side)
+        if slots is None: return out
+        if keys is None or len(keys) != len(questions):
+            raise ECGPromptError(f"with slots=, pass one question key per question: {len(questions)} questions, "
+                                 f"{None if keys is None else len(keys)} keys")
+        groups = torch.tensor([slots.group(k) for k in keys], dtype=torch.long)
+        gold = None if answers is None else torch.tensor([slots.slot(k, a) for k, a in zip(keys, answers)], dtype=torch.long)
+        return replace(out, groups=groups, gold_slots=gold, slot_ids=self.slot_token_ids(slots))
+
+    def slot_token_ids(self, slots: AnswerSlots) -> torch.Tensor:
+        "`(G, A, n_ecg_tokens)` token ids of each group's answers as the model writes them (no EOS), -1 padded, cut to fit."
+        G, A = slots.shape
+        out = torch.full((G, A, self.n_ecg_tokens), -1, dtype=torch.long)
+        for g, answers in enumerate(slots.answers):
+            for a, text in enumerate(answers):
+                ids = self.answer_ids(text)[:-1][:self.n_ecg_tokens]
+                out[g, a, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return out
 
     # ---- ECGs ---------------------------------------------------------------------------------
     def encode_ecgs(
@@ -491,6 +646,41 @@ class ECGLanguageModel(nn.Module):
         if ecg_signal is not None: return self.encode_ecgs(ecg_signal, ecg_mask, fs)
         return None
 
+    def _slot_inputs(self, batch: FusionBatch) -> dict:
+        "'proto' fusion: per-ECG groups and the embeddings of every answer slot (from the LLM's own embedding table)."
+        if self.fusion.config.kind != "proto": return {}
+        if batch.groups is None or batch.slot_ids is None:
+            raise ECGPromptError("this model's 'proto' fusion mixes the candidate answers of each question: build the batch "
+                                 "with slots=AnswerSlots(...) and keys=[question key per question]")
+        ids = batch.slot_ids.to(self.device)
+        n = torch.as_tensor(batch.n_ecgs, device=self.device)
+        emb = self.llm.get_input_embeddings()(ids.clamp(min=0)) * (ids >= 0)[..., None]
+        return {"groups": batch.groups.to(self.device).repeat_interleave(n), "slot_embeds": emb, "slot_mask": ids >= 0}
+
+    def episode_params(
+        self,
+        params: dict,  # trainable parameters (meta-parameters or a copy), by full name
+        batch: FusionBatch | list,  # the support set built with `slots=` and answers (or its parts, a list)
+        features: torch.Tensor | list,  # `(N, T, d_enc)` its ECG features in placeholder order (a list for parts)
+    ) -> dict:
+        "`params` plus a 'proto' fusion's fast weights initialised from the support prototypes (Proto-MAML); other fusions: unchanged."
+        if self.fusion.config.kind != "proto": return dict(params)
+        batches, feats = ([batch], [features]) if isinstance(batch, FusionBatch) else (list(batch), list(features))
+        if any(b.gold_slots is None or b.groups is None for b in batches):
+            raise ECGPromptError("episode_params needs the support batch built with answers and slots=AnswerSlots(...)")
+        c, dev = self.fusion.config, self.device
+        fp = {k: params.get(f"fusion.{k}", getattr(self.fusion.proj, k[len("proj."):])) for k in ("proj.weight", "proj.bias")}
+        h = torch.cat([self.fusion.embed(f.to(dev).to(fp["proj.weight"].dtype), None, fp) for f in feats])  # (N, d)
+        rep = lambda b, t: t.to(dev).repeat_interleave(torch.as_tensor(b.n_ecgs, device=dev))
+        g, a = torch.cat([rep(b, b.groups) for b in batches]), torch.cat([rep(b, b.gold_slots) for b in batches])
+        keep = a >= 0
+        onehot = F.one_hot(g[keep] * c.max_answers + a[keep], c.max_questions * c.max_answers).to(h.dtype).T  # (G*A, N')
+        cnt = onehot.sum(1, keepdim=True)
+        proto = (onehot @ h[keep]) / cnt.clamp(min=1)  # mean embedding per (group, answer); zero where no support
+        w = (2 * proto).view(c.max_questions, c.max_answers, -1)
+        b = (-(proto * proto).sum(-1) * (cnt[:, 0] > 0)).view(c.max_questions, c.max_answers)
+        return {**params, "fusion.head_w": w, "fusion.head_b": b}
+
     def inputs_embeds(self, batch: FusionBatch, features: torch.Tensor | None,
                       token_mask: torch.Tensor | None = None) -> torch.Tensor:
         "Prompt embeddings with the fused ECG embeddings scattered into the placeholder positions."
@@ -507,7 +697,7 @@ class ECGLanguageModel(nn.Module):
         ids = batch.input_ids.masked_fill(batch.ecg_positions, self.pad_id)
         x = self.llm.get_input_embeddings()(ids)
         if not n_ph: return x
-        emb = self.fusion(features, token_mask)
+        emb = self.fusion(features, token_mask, **self._slot_inputs(batch))
         n_pos = int(batch.ecg_positions.sum())
         if n_pos != emb.shape[0] * emb.shape[1]:
             raise ECGPromptError(f"the prompts have {n_pos} ECG positions but the fusion produced {emb.shape[0]} ECGs x "
@@ -585,7 +775,8 @@ class ECGLanguageModel(nn.Module):
             sid[i, :n], sm[i, :n], se[i, :n] = ids[c:], 1, ecg[c:]
             if lab is not None: sl[i, :n] = lab[c:]
         lens = torch.tensor([r[3] for r in rows], dtype=torch.long, device=dev)
-        return pid, pm, lens, FusionBatch(sid, sm, se, None if batch.labels is None else sl, batch.n_ecgs, "right")
+        return pid, pm, lens, replace(batch, input_ids=sid, attention_mask=sm, ecg_positions=se,
+                                      labels=None if batch.labels is None else sl, padding_side="right")
 
     @torch.no_grad()
     def precompute_prefix(
@@ -612,9 +803,7 @@ class ECGLanguageModel(nn.Module):
         "`precompute_prefix(batch)` computed once per distinct key (rows with equal keys share their prompt)."
         first = {k: r for r, k in reversed(list(enumerate(keys)))}
         uniq = sorted(first.values())
-        sub = self.precompute_prefix(replace(batch, input_ids=batch.input_ids[uniq], attention_mask=batch.attention_mask[uniq],
-                                             ecg_positions=batch.ecg_positions[uniq],
-                                             labels=None if batch.labels is None else batch.labels[uniq]))
+        sub = self.precompute_prefix(batch.select(uniq))
         pid, pm, lens, suffix = self.split_prefix(batch.to(self.device))
         ix = torch.tensor([uniq.index(first[k]) for k in keys], device=self.device)
         if not torch.equal(sub.prefix_mask[ix], pm) or not torch.equal(sub.prefix_lengths[ix], lens):
@@ -667,9 +856,11 @@ class ECGLanguageModel(nn.Module):
         temperature: float = 1.0,  # sampling temperature
         generator: torch.Generator | None = None,  # RNG for sampling
         token_mask: torch.Tensor | None = None,  # `(N, T)` encoder token mask
+        slots: AnswerSlots | None = None,  # "proto" fusion: the candidate answers per question
+        keys: list | None = None,  # with `slots`: the question key of each question
     ) -> list[str]:
         "Answer each question by autoregressive decoding until EOS (the gold answer's length is never used)."
-        batch = self.build_batch(questions, n_ecgs, padding_side="left").to(self.device)
+        batch = self.build_batch(questions, n_ecgs, padding_side="left", slots=slots, keys=keys).to(self.device)
         x = self.inputs_embeds(batch, self._features(ecg_features, ecg_signal, ecg_mask, fs), token_mask)
         att = batch.attention_mask
         pos = (att.cumsum(-1) - 1).clamp(min=0)
@@ -708,6 +899,8 @@ class ECGLanguageModel(nn.Module):
         fs: float | None = None,  # sampling rate of `ecg_signal`
         batch_size: int = 32,  # (question, candidate) pairs per forward pass
         reuse_prefix: bool = False,  # run the prompt text before the ECGs once per question, not per candidate (frozen LLM only)
+        slots: AnswerSlots | None = None,  # "proto" fusion: the candidate answers per question
+        keys: list | None = None,  # with `slots`: the question key of each question
     ) -> CandidateScores:
         "Log-likelihood of every candidate answer (its tokens and EOS), for verify and choose questions."
         if isinstance(n_ecgs, int): n_ecgs = [n_ecgs] * len(questions)
@@ -722,18 +915,16 @@ class ECGLanguageModel(nn.Module):
         for b0 in range(0, len(pairs), batch_size):
             chunk = pairs[b0:b0 + batch_size]
             batch = self.build_batch([questions[i] for i, _ in chunk], [n_ecgs[i] for i, _ in chunk],
-                                     [candidates[i][j] for i, j in chunk])
+                                     [candidates[i][j] for i, j in chunk], slots=slots,
+                                     keys=None if keys is None else [keys[i] for i, _ in chunk])
             idx = [k for i, _ in chunk for k in range(starts[i], starts[i] + n_ecgs[i])]
             f = None if feats is None or not idx else feats[torch.tensor(idx, device=feats.device)]
             with torch.no_grad():
                 pc = self._shared_prefix(batch, [i for i, _ in chunk]) if reuse_prefix else None
                 out = self.forward(batch, ecg_features=f, prefix_cache=pc)
                 lab = (batch if pc is None else pc.suffix).labels.to(self.device)
-                tgt = lab[:, out.logits_start + 1:]
-                lp = out.logits[:, :-1].float().log_softmax(-1)
-                sel = tgt != -100
-                tok_lp = lp.gather(-1, tgt.clamp(min=0)[..., None])[..., 0] * sel
-            for (i, j), v, c in zip(chunk, tok_lp.sum(-1).tolist(), sel.sum(-1).tolist()):
+                lp, cnt_ = answer_logprobs(out.logits, lab, out.logits_start)
+            for (i, j), v, c in zip(chunk, lp.tolist(), cnt_.tolist()):
                 s[i][j], cnt[i][j] = v, c
         return CandidateScores(sum=s, mean=[[v / max(c, 1) for v, c in zip(r, rc)] for r, rc in zip(s, cnt)],
                                n_tokens=cnt)

@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ALGORITHMS', 'BACKENDS', 'MetaConfigError', 'MetaConfig', 'trainable_params', 'InnerLRs', 'adapt',
-           'NonFiniteLossError', 'Chunked', 'batch_loss', 'chunked_grads', 'head_names_of', 'sync_gradients',
-           'meta_step', 'meta_parameters', 'make_optimizer', 'L2LLearner', 'meta_step_l2l', 'meta_gradient',
-           'MissingFeaturesError', 'FeatureCache', 'MetaLearner']
+           'NonFiniteLossError', 'Chunked', 'batch_loss', 'chunked_grads', 'head_names_of', 'episode_init',
+           'sync_gradients', 'meta_step', 'meta_parameters', 'make_optimizer', 'L2LLearner', 'meta_step_l2l',
+           'meta_gradient', 'MissingFeaturesError', 'FeatureCache', 'MetaLearner']
 
 # %% ../nbs/05_meta.ipynb #6297e347
 ALGORITHMS = ("maml", "fomaml", "anil", "metasgd")  # supported meta-learning algorithms
@@ -100,6 +100,8 @@ class InnerLRs(nn.Module):
 
     def __getitem__(self, name: str) -> torch.Tensor: return self.lrs[self.key(name)]
 
+    def __contains__(self, name: str) -> bool: return self.key(name) in self.lrs
+
 # %% ../nbs/05_meta.ipynb #72ee20b7
 def adapt(
     model: nn.Module,  # the model (only used to name what is adapted; the loss calls it)
@@ -129,7 +131,7 @@ def adapt(
         for n, g in zip(names, grads):
             if g is None: continue  # this parameter does not influence the support loss
             if not create_graph: g = g.detach()
-            lr = config.inner_lr if inner_lrs is None else inner_lrs[n]
+            lr = inner_lrs[n] if inner_lrs is not None and n in inner_lrs else config.inner_lr  # fast weights: config rate
             new[n] = params[n] - lr * g
         params = new
         if on_step is not None: on_step(step, params)
@@ -193,9 +195,21 @@ def _adapt_names(model, params, config, head_names):
                               "model a `fusion.head_parameter_names()`")
     return list(head)
 
+def episode_init(
+    model: nn.Module,  # the model
+    params: Mapping[str, torch.Tensor],  # its trainable parameters (or a copy)
+    support: Any,  # the support set: a prepared batch (`.batch`, `.features`) or a `Chunked` one
+) -> dict[str, torch.Tensor]:
+    "`params` plus the fast weights a model initialises from the support before the inner loop (`model.episode_params`, e.g. a 'proto' fusion's prototypes)."
+    fn = getattr(model, "episode_params", None)
+    parts = [b for _, b in support] if isinstance(support, Chunked) else [support]
+    if fn is None or not all(hasattr(b, "batch") and hasattr(b, "features") for b in parts): return dict(params)
+    return fn(params, [b.batch for b in parts], [b.features for b in parts])
+
 def _task_loss(model, params, task, config, loss_fn, adapt_names, inner_lrs, first_order_backward, scale):
     "Adapt on one task and return (query loss value, support losses); backprops when `first_order_backward`."
     weights = config.step_weights
+    params = episode_init(model, params, task.support)
     query_terms, sup_losses = [], []
     def sup(p):
         l = batch_loss(loss_fn, model, p, task.support)
@@ -312,6 +326,9 @@ class L2LLearner(nn.Module):
         l2l = _import_l2l()
         self.module_name, self.config = module_name, config
         sub = model.get_submodule(module_name)
+        if getattr(getattr(sub, "config", None), "kind", None) == "proto":
+            raise MetaConfigError("a 'proto' fusion initialises fast weights from the support before the inner loop, which "
+                                  "learn2learn's clone/adapt does not do; use backend='torch'")
         outside = [n for n in trainable_params(model) if not n.startswith(module_name + ".")]
         if outside:
             raise MetaConfigError(f"the learn2learn backend wraps only `{module_name}`, but {outside[:4]} are also "
@@ -479,6 +496,7 @@ class MetaLearner:
                    steps: int | None = None) -> dict[str, torch.Tensor]:  # inner steps; None: config's
         "Adapted (detached) parameters for one support set, as at meta-test time."
         params = {n: p.detach().requires_grad_() for n, p in trainable_params(self.model).items()}
+        with torch.enable_grad(): params = episode_init(self.model, params, support)
         names = _adapt_names(self.model, params, self.config, self.head_names)
         lrs = self._lrs()
         grad_fn = None

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
@@ -42,9 +43,10 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'RESUME_FREE', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
            'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'encoder_preprocess_config', 'build_data',
            'answer_vocabulary', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
-           'prefix_cache_default', 'cache_prefixes', 'prepare_task', 'make_loss_fn', 'use_params', 'evaluate_task',
-           'save_checkpoint', 'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics',
-           'plot_training', 'meta_train', 'launch_processes', 'register_cli']
+           'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots', 'expand_choices', 'prepare_task',
+           'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint', 'latest_checkpoint',
+           'config_differences', 'load_checkpoint', 'read_metrics', 'plot_training', 'meta_train', 'launch_processes',
+           'register_cli']
 
 # %% ../nbs/05a_trainer.ipynb #27df1e2a
 class TrainerError(ECGMetaError):
@@ -75,7 +77,7 @@ class MetaTrainConfig:
     encoder: str = "ecg-encoder-ptbxl-small"  # shipped encoder name or folder; "random": a fresh small encoder
     encoder_hidden: int = 64  # "random" encoder only: width
     encoder_layers: int = 1  # "random" encoder only: transformer layers
-    fusion: str = "resampler"  # fusion kind: "mlp", "prefix", "resampler" or "anchored" (see `ecgmeta.fusion`)
+    fusion: str = "resampler"  # fusion kind: "mlp", "prefix", "resampler", "anchored" or "proto" (see `ecgmeta.fusion`)
     fusion_tokens: int = 8  # ECG positions per ECG in the prompt ("prefix"/"resampler")
     fusion_hidden: int | None = None  # internal width of the fusion module (None: its default)
     lora: bool = False  # LoRA adapters on the LLM (meta-learned with the fusion)
@@ -84,6 +86,7 @@ class MetaTrainConfig:
     k_shot: int = 5  # support items per class
     q_query: int = 5  # query items per class
     contrastive: bool = True  # episodes of classes that ask the same question with different answers (see `EpisodeSampler`)
+    query_loss: str = "lm"  # outer (query) loss: "lm" (teacher-forced answer tokens) or "choice" (cross-entropy over the question's candidate answers)
     meta: MetaConfig = field(default_factory=MetaConfig)  # algorithm, inner loop, outer optimiser
     meta_steps: int = 100  # meta-updates in total
     max_minutes: float | None = None  # stop (validate, checkpoint, save) after this much wall-clock time; None: run all meta_steps
@@ -110,6 +113,11 @@ class MetaTrainConfig:
             raise TrainerError(f"dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
         for name in ("meta_steps", "val_every", "val_episodes", "checkpoint_every"):
             if getattr(self, name) < 1: raise TrainerError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.query_loss not in ("lm", "choice"):
+            raise TrainerError(f"query_loss must be 'lm' or 'choice', got {self.query_loss!r}")
+        if self.query_loss == "choice" and self.micro_batch:
+            raise TrainerError("query_loss='choice' scores every candidate of an item together and cannot split the query set "
+                               f"into micro-batches (micro_batch={self.micro_batch}); set micro_batch=None or query_loss='lm'")
 
     def to_dict(self) -> dict:
         "A JSON-serialisable dict (nested `meta`)."
@@ -273,6 +281,7 @@ def build_model(
             with torch.no_grad():
                 kw["n_tokens"] = int(enc(torch.zeros(1, 12, 1000), torch.ones(1, 12, dtype=torch.bool)).tokens.shape[1])
         if config.fusion == "anchored": kw["anchor_ids"] = anchor_token_ids(tok, answers or answer_vocabulary(config))
+        if config.fusion == "proto": kw["max_questions"] = kw["max_answers"] = max(8, config.n_way)
         fusion = ECGFusion(FusionConfig(**kw))
         lora = LoraSpec(r=config.lora_r) if config.lora else None
         model = ECGLanguageModel(llm, tok, enc, fusion, ECGLMConfig(llm_name=config.llm, lora=lora))
@@ -288,6 +297,10 @@ class PreparedBatch:
     answers: list[str]  # gold answers
     n_ecgs: list[int]  # ECGs per question
     prefix: Any = None  # `ecgmeta.fusion.PrefixCache` of `batch` (frozen prompt text before the ECGs), or None
+    keys: list | None = None  # "proto" fusion: question key of each example (`ecgmeta.episodes.question_key`)
+    slots: Any = None  # "proto" fusion: the episode's `ecgmeta.fusion.AnswerSlots`
+    choice_rows: list | None = None  # "choice" loss: per example, the rows of `batch` holding its candidate answers
+    choice_gold: list | None = None  # "choice" loss: per example, which of those rows is the gold answer
 
 @dataclass
 class PreparedTask:
@@ -309,9 +322,9 @@ def split_prepared(
     parts = Chunked()
     for i in range(0, B, size):
         j = min(i + size, B)
-        fb = replace(b, input_ids=b.input_ids[i:j], attention_mask=b.attention_mask[i:j],
-                     ecg_positions=b.ecg_positions[i:j], labels=b.labels[i:j], n_ecgs=tuple(b.n_ecgs[i:j]))
-        part = PreparedBatch(fb, pb.features[starts[i]:starts[j]], pb.questions[i:j], pb.answers[i:j], pb.n_ecgs[i:j])
+        fb = b.select(slice(i, j))
+        part = PreparedBatch(fb, pb.features[starts[i]:starts[j]], pb.questions[i:j], pb.answers[i:j], pb.n_ecgs[i:j],
+                             keys=None if pb.keys is None else pb.keys[i:j], slots=pb.slots)
         parts.append((int((fb.labels != -100).sum()) / total, part))
     return parts
 
@@ -334,15 +347,49 @@ def _drop_prefixes(task: PreparedTask):
     for half in (task.support, task.query):
         for _, pb in (half if isinstance(half, Chunked) else [(1.0, half)]): pb.prefix = None
 
-def _prepare_half(model, eb, cache, device) -> PreparedBatch:
+def needs_slots(model) -> bool:
+    "Whether `model`'s fusion mixes the candidate answers of each question (a 'proto' fusion): batches need `AnswerSlots`."
+    return getattr(getattr(getattr(model, "fusion", None), "config", None), "kind", None) == "proto"
+
+def episode_slots(episode) -> Any:
+    "The episode's candidate answers per question (`AnswerSlots` keyed by `question_key`), in class order."
+    from ecgmeta.episodes import question_key
+    from ecgmeta.fusion import AnswerSlots
+    from ecgmeta.qa import answer_text
+    return AnswerSlots.from_pairs((question_key(k), answer_text(k[2])) for k in episode.classes)
+
+def _prepare_half(model, eb, cache, device, items=None, slots=None) -> PreparedBatch:
     flat = eb.ecg_ids.tolist()
     idx = [s for slots in eb.ecg_slots for s in slots]
     order = [flat[s] for s in idx]
     if cache.encode_fn is None: feats = cache.get(order, device=device)  # strict: every ECG must be cached
     else: feats = cache.get(order, eb.signals[idx], eb.masks[idx], device=device)
     n = eb.n_ecgs.tolist()
-    return PreparedBatch(model.build_batch(list(eb.questions), n, list(eb.answers)).to(device), feats,
-                         list(eb.questions), list(eb.answers), n)
+    keys = None
+    if slots is not None:
+        from ecgmeta.episodes import question_key
+        keys = [question_key(it) for it in items]
+    return PreparedBatch(model.build_batch(list(eb.questions), n, list(eb.answers), slots=slots, keys=keys).to(device),
+                         feats, list(eb.questions), list(eb.answers), n, keys=keys, slots=slots)
+
+def expand_choices(
+    model,  # the `ECGLanguageModel`
+    pb: PreparedBatch,  # a query set prepared with `slots` (its answers among its questions' candidates)
+) -> PreparedBatch:
+    "The set with one row per (example, candidate answer of its question), for the 'choice' loss."
+    if pb.slots is None or pb.keys is None:
+        raise TrainerError("the 'choice' loss needs the episode's answer slots: prepare the task with choice=True")
+    starts = np.concatenate([[0], np.cumsum(pb.n_ecgs)]).astype(int)
+    qs, ans, ns, keys, fidx, rows, gold = [], [], [], [], [], [], []
+    for i, (q, a, k) in enumerate(zip(pb.questions, pb.answers, pb.keys)):
+        cands = pb.slots.answers[pb.slots.group(k)]
+        if a not in cands: raise TrainerError(f"the gold answer {a!r} of {q!r} is not among its question's candidates {cands}")
+        rows.append(list(range(len(qs), len(qs) + len(cands)))); gold.append(cands.index(a))
+        for c in cands:
+            qs.append(q); ans.append(c); ns.append(pb.n_ecgs[i]); keys.append(k); fidx.extend(range(starts[i], starts[i + 1]))
+    batch = model.build_batch(qs, ns, ans, slots=pb.slots, keys=keys).to(pb.batch.input_ids.device)
+    return PreparedBatch(batch, pb.features[torch.as_tensor(fidx, dtype=torch.long, device=pb.features.device)], qs, ans, ns,
+                         keys=keys, slots=pb.slots, choice_rows=rows, choice_gold=gold)
 
 def prepare_task(
     model,  # the `ECGLanguageModel`
@@ -352,11 +399,14 @@ def prepare_task(
     device: torch.device | str = "cpu",  # where tensors go
     micro_batch: int | None = None,  # split support and query into parts of this many examples
     prefix_cache: bool | None = None,  # cache the frozen prompt prefixes (per micro-batch); None: when LoRA is off
+    choice: bool = False,  # query set expanded to every candidate answer (the "choice" loss); `query_items` keeps the plain one
 ) -> PreparedTask:
     "Collate an episode and look up its cached features (and cache its prompt prefixes)."
     eb = episode.collate(dataset)
+    slots = episode_slots(episode) if needs_slots(model) or choice else None
     try:
-        sup, qry = _prepare_half(model, eb.support, cache, device), _prepare_half(model, eb.query, cache, device)
+        sup = _prepare_half(model, eb.support, cache, device, episode.support, slots)
+        qry = _prepare_half(model, eb.query, cache, device, episode.query, slots)
     except MissingFeaturesError as e:
         raise MissingFeaturesError(f"episode {episode.index} with classes {list(episode.classes)} has ECGs whose "
                                    f"features are not cached: {e}") from None
@@ -364,29 +414,44 @@ def prepare_task(
     if micro_batch:
         task = PreparedTask(split_prepared(sup, micro_batch), split_prepared(qry, micro_batch), tuple(episode.classes),
                             cands, qry)
-    else: task = PreparedTask(sup, qry, tuple(episode.classes), cands, qry)
+    else: task = PreparedTask(sup, expand_choices(model, qry) if choice else qry, tuple(episode.classes), cands, qry)
     if prefix_cache is None: prefix_cache = prefix_cache_default(model)
     return cache_prefixes(model, task) if prefix_cache else task
+
+def choice_loss(
+    logprobs: torch.Tensor,  # `(rows,)` summed log-likelihood of each row's answer
+    rows: list,  # per example, its candidate rows
+    gold: list,  # per example, the gold position among them
+) -> torch.Tensor:
+    "Mean cross-entropy of the gold answer against the other candidates of the same question."
+    A = max(len(r) for r in rows)
+    ix = torch.tensor([r + [r[0]] * (A - len(r)) for r in rows], device=logprobs.device)
+    valid = torch.tensor([[j < len(r) for j in range(A)] for r in rows], device=logprobs.device)
+    scores = logprobs[ix].masked_fill(~valid, float("-inf"))
+    return F.cross_entropy(scores, torch.as_tensor(gold, device=logprobs.device))
 
 def make_loss_fn(
     device: torch.device | str = "cpu",  # where the model runs
     dtype: str = "float32",  # "bfloat16": autocast
 ):
-    "The meta-learning loss `loss_fn(model, params, prepared_batch)`: teacher-forced answer loss."
+    "The meta-learning loss `loss_fn(model, params, prepared_batch)`: teacher-forced answer loss, or the 'choice' loss on expanded sets."
+    from ecgmeta.fusion import answer_logprobs
     dev = torch.device(device)
     def loss_fn(model, params, pb: PreparedBatch) -> torch.Tensor:
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
             kw = {"ecg_features": pb.features}
             if getattr(pb, "prefix", None) is not None: kw["prefix_cache"] = pb.prefix  # the LLM runs over the suffix only
             out = functional_call(model, params, (pb.batch,), kw)
-        return out.loss.float()
+        if getattr(pb, "choice_rows", None) is None: return out.loss.float()
+        labels = (pb.batch if pb.prefix is None else pb.prefix.suffix).labels.to(out.logits.device)
+        return choice_loss(answer_logprobs(out.logits, labels, out.logits_start)[0], pb.choice_rows, pb.choice_gold)
     return loss_fn
 
 # %% ../nbs/05a_trainer.ipynb #115d67e3
 @contextmanager
 def use_params(model, params: dict[str, torch.Tensor]):
     "Temporarily copy `params` into the model's trainable parameters (for methods other than `forward`)."
-    own = trainable_params(model)
+    own = {**dict(model.named_buffers()), **trainable_params(model)}  # buffers too: a 'proto' fusion's fast weights
     saved = {n: own[n].detach().clone() for n in params}
     with torch.no_grad():
         for n, p in params.items(): own[n].copy_(p)
@@ -411,7 +476,7 @@ def evaluate_task(
         dev = torch.device(model.device)
         with use_params(model, params), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16"):
             sc = model.score_candidates(q.questions, q.n_ecgs, [task.candidates] * len(q.questions),
-                                        ecg_features=q.features)
+                                        ecg_features=q.features, slots=q.slots, keys=q.keys)
     pred = [task.candidates[i] for i in sc.best()]
     correct = sum(p == a for p, a in zip(pred, q.answers))
     return {"loss": loss, "correct": correct, "n": len(q.answers)}
@@ -637,7 +702,8 @@ def meta_train(
     kq = dict(n_way=config.n_way, k_shot=config.k_shot, q_query=config.q_query, contrastive=config.contrastive)
     sampler = EpisodeSampler(data.train, seed=config.seed, **kq)
     val_sampler = EpisodeSampler(data.val, seed=config.seed + 1, episodes=config.val_episodes, **kq)
-    val_tasks = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, False) for ep in val_sampler]  # prefixes cached per validation
+    choice = config.query_loss == "choice"
+    val_tasks = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, False, choice) for ep in val_sampler]  # prefixes cached per validation
     step, best = 0, {"score": None, "step": None}
     if ckpt is not None:
         state = load_checkpoint(ckpt, learner, config)
@@ -658,7 +724,8 @@ def meta_train(
     t_start, out_of_time = time.perf_counter(), False
     while step < config.meta_steps and not out_of_time:
         episodes = [sampler.sample() for _ in range(tasks_per)]
-        mine = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, config.prefix_cache) for ep in episodes[rank::world]]
+        mine = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, config.prefix_cache, choice)
+                for ep in episodes[rank::world]]
         t = time.perf_counter()
         try:
             m = learner.step(mine, loss_fn, total_tasks=len(episodes))

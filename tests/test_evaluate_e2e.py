@@ -107,3 +107,30 @@ def test_metasgd_learned_rates_are_used_at_meta_test(tmp_path):
     want = {n: p0[n].detach() - lrs[n] * g for n, g in zip(p0, grads)}
     got = m.adapt(m.meta_params, items, feats, steps=1)
     for n in want: torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-6)
+
+
+def test_proto_fusion_runs_every_method_from_support_prototypes(tmp_path):
+    "A 'proto' run (ANIL on the fast weights, choice loss) evaluates with every method; adaptation starts from the prototypes."
+    import torch
+    from ecgmeta.evaluate import LLMMethods, draw_episodes, question_sets
+    from ecgmeta.trainer import config_from_dict, episode_slots, meta_train
+    cfg = config_from_dict(dict(data_dir=str(DATA), out_dir=str(tmp_path / "run"), ecg_cache_dir=str(tmp_path / "ecgs"),
+                                llm="tiny-llama", encoder="random", fusion="proto", fusion_tokens=2, query_loss="choice",
+                                question_types=QTYPES, max_classes=6, n_way=2, k_shot=1, q_query=1,
+                                meta=dict(algorithm="anil", first_order=True, inner_steps=1, inner_lr=1.0, tasks_per_batch=1),
+                                meta_steps=1, val_every=1, val_episodes=1, checkpoint_every=1))
+    meta_train(cfg, progress=False, resume=False)
+    model, tc, mc = load_run(tmp_path / "run")
+    assert model.fusion.config.kind == "proto" and tc.query_loss == "choice"
+    results, _ = evaluate_run(model, tc, mc, DATA, EvalConfig(n_way=(2,), k_shot=(1,), q_query=1, episodes=1,
+                                                              question_types=tuple(QTYPES), progress=False), ecgqa=False)
+    recs = next(iter(results.values())).records
+    assert set(DEFAULT_METHODS) <= set(recs.method)
+    assert recs.groupby("method").size().nunique() == 1
+    sets, _ = question_sets(DATA, tc, ecgqa=False)
+    ep = draw_episodes(next(iter(sets.values())), 2, 1, 1, 1, seed=0)[0]
+    m = LLMMethods(model, mc)
+    feats = torch.randn(sum(i.n_ecgs for i in ep.support), 4, model.fusion.config.d_enc)
+    got = m.adapt(m.meta_params, ep.support, feats, slots=episode_slots(ep), steps=0)
+    assert float(got["fusion.head_w"].abs().sum()) > 0, "no inner step yet: the fast weights are the support prototypes"
+    assert set(got) - set(m.meta_params) == {"fusion.head_w", "fusion.head_b"}

@@ -126,3 +126,13 @@ def test_trainer_micro_batches_give_the_same_meta_gradient(tmp_path):
         torch.testing.assert_close(ga[n], gb[n], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(ga[n], gl[n], atol=1e-5, rtol=1e-4)
     assert set(ga) == set(trainable_params(model)) and all(n.startswith("fusion.") for n in ga)
+
+
+def test_learn2learn_backend_refuses_a_proto_fusion():
+    "A 'proto' fusion sets fast weights from the support before the inner loop; learn2learn's clone/adapt cannot, so say so."
+    from ecgmeta.fusion import ECGLanguageModel, make_fusion
+    from ecgmeta.meta import MetaConfigError
+    llm, tok = tiny_llm(seed=1)
+    model = ECGLanguageModel(llm, tok, None, make_fusion("proto", 16, llm, n_queries=2))
+    with pytest.raises(MetaConfigError, match="use backend='torch'"):
+        MetaLearner(model, MetaConfig(algorithm="fomaml", backend="learn2learn"))
