@@ -31,6 +31,7 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--question-type", default="single-verify")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--kinds", default="resampler,anchored,proto", help="fusion kinds to compare (comma-separated)")
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -41,7 +42,7 @@ def main():
 
     grids = {"resampler": [1e-4, 1e-2, 1.0], "anchored": [10.0, 30.0, 100.0], "proto": [0.3, 1.0, 3.0]}
     rows = []
-    for kind, lrs in grids.items():
+    for kind, lrs in ((k, grids[k]) for k in args.kinds.split(",")):
         tc = MetaTrainConfig(data_dir=args.data, question_types=(args.question_type,), fusion=kind,
                              fusion_tokens={"anchored": 1, "proto": 8}.get(kind, 4), min_items=10)
         model = build_model(tc)
@@ -93,7 +94,7 @@ def main():
                                             acc=("acc", "mean"), acc_shuffled=("acc_shuffled", "mean"), s_per_step=("step_s", "mean"))
     print("\n" + summ.round(3).to_string())
     r = summ["s_per_step"]
-    for k in ("anchored", "proto"):
+    for k in (k for k in ("anchored", "proto") if k in r.index and "resampler" in r.index):
         print(f"seconds per inner step, {k} / resampler: {r.xs(k).mean() / r.xs('resampler').mean():.2f}")
 
 

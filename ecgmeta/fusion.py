@@ -53,7 +53,7 @@ class FusionConfig(PreTrainedConfig):
     max_questions: int = 8  # "proto" only: distinct questions (answer groups) per episode
     max_answers: int = 8  # "proto" only: candidate answers per question
     tau: float = 0.1  # "proto" only: initial temperature of the prototype logits (squared distances of unit vectors)
-    out_scale: float = 2.0  # "proto" only: initial scale of the mixed answer embeddings
+    out_scale: float = 1.0  # "proto" only: initial scale of the mixed answer embeddings (1: the LLM copies best)
     proto_pad: bool = False  # "proto" only: learn the embedding of the positions after a short answer (else zeros)
 
     def __post_init__(self, **kwargs):
