@@ -749,5 +749,6 @@ d = { 'settings': { 'branch': 'main',
                                  'ecgmeta.trainer.read_metrics': ('trainer.html#read_metrics', 'ecgmeta/trainer.py'),
                                  'ecgmeta.trainer.register_cli': ('trainer.html#register_cli', 'ecgmeta/trainer.py'),
                                  'ecgmeta.trainer.save_checkpoint': ('trainer.html#save_checkpoint', 'ecgmeta/trainer.py'),
+                                 'ecgmeta.trainer.slot_keys': ('trainer.html#slot_keys', 'ecgmeta/trainer.py'),
                                  'ecgmeta.trainer.split_prepared': ('trainer.html#split_prepared', 'ecgmeta/trainer.py'),
                                  'ecgmeta.trainer.use_params': ('trainer.html#use_params', 'ecgmeta/trainer.py')}}}

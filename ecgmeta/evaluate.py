@@ -437,7 +437,7 @@ def run_methods(methods: dict[str, Callable],  # name -> `f(EpisodeContext) -> l
     return EvalResult(pd.DataFrame(rows, columns=RECORD_COLUMNS), config, skipped, dict(seconds), examples)
 
 # %% ../nbs/06_evaluate.ipynb #b445c495
-from .trainer import use_params  # copy adapted parameters into the model for scoring and generation
+from .trainer import slot_keys, use_params  # parameters into the model for scoring; question keys of items
 
 @torch.no_grad()
 def score_shared_prefix(model,  # `ECGLanguageModel`
@@ -512,16 +512,17 @@ class LLMMethods:
 
     # -- pieces ------------------------------------------------------------------------------------
     def slots(self, ctx: EpisodeContext):
-        "The episode's `AnswerSlots` when the model's fusion needs them ('proto'), else None."
+        "The episode's `AnswerSlots` when the model's fusion needs them ('proto'), else None (built once per episode)."
         from ecgmeta.trainer import episode_slots, needs_slots
-        return episode_slots(ctx.episode) if needs_slots(self.model) else None
+        if "slots" not in ctx.cache: ctx.cache["slots"] = episode_slots(ctx.episode) if needs_slots(self.model) else None
+        return ctx.cache["slots"]
 
     def prepare(self, items: Sequence[QAItem], with_ecg: bool = True, slots=None) -> tuple:
         "`(batch, prefix_cache or None)` of `items` with their answers, built once per adaptation."
         slots = slots if with_ecg else None
         batch = self.model.build_batch([it.question for it in items], [it.n_ecgs if with_ecg else 0 for it in items],
                                        [it.answer_text for it in items], slots=slots,
-                                       keys=None if slots is None else [question_key(it) for it in items])
+                                       keys=slot_keys(items, slots))
         return batch, (self.model.precompute_prefix(batch) if self.prefix_cache else None)
 
     def loss(self, params: dict, items: Sequence[QAItem], feats: torch.Tensor | None, prepared: tuple | None = None) -> torch.Tensor:
@@ -547,7 +548,7 @@ class LLMMethods:
         "The candidate with the highest log-likelihood for each item."
         qs, ns = [it.question for it in items], [0 if feats is None else it.n_ecgs for it in items]
         slots = None if feats is None else slots
-        keys = None if slots is None else [question_key(it) for it in items]
+        keys = slot_keys(items, slots)
         with use_params(self.model, params), torch.no_grad():
             if self.shared_prefix:
                 sc = score_shared_prefix(self.model, qs, ns, candidates, feats, slots, keys)
@@ -622,7 +623,7 @@ class LLMMethods:
         with use_params(self.model, self.adapted(ctx)), torch.no_grad():
             slots = self.slots(ctx)
             return self.model.generate([it.question for it in q], [it.n_ecgs for it in q], ecg_features=ctx.tokens(q),
-                                       max_new_tokens=24, slots=slots, keys=None if slots is None else [question_key(it) for it in q])
+                                       max_new_tokens=24, slots=slots, keys=slot_keys(q, slots))
 
     def methods(self) -> dict[str, Callable]:
         "Name -> method."

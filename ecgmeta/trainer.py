@@ -43,10 +43,10 @@ log = logging.getLogger(__name__)
 __all__ = ['log', 'RESUME_FREE', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
            'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'encoder_preprocess_config', 'build_data',
            'answer_vocabulary', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
-           'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots', 'expand_choices', 'prepare_task',
-           'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint', 'latest_checkpoint',
-           'config_differences', 'load_checkpoint', 'read_metrics', 'plot_training', 'meta_train', 'launch_processes',
-           'register_cli']
+           'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots', 'slot_keys', 'expand_choices',
+           'prepare_task', 'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint',
+           'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics', 'plot_training', 'meta_train',
+           'launch_processes', 'register_cli']
 
 # %% ../nbs/05a_trainer.ipynb #27df1e2a
 class TrainerError(ECGMetaError):
@@ -358,6 +358,11 @@ def episode_slots(episode) -> Any:
     from ecgmeta.qa import answer_text
     return AnswerSlots.from_pairs((question_key(k), answer_text(k[2])) for k in episode.classes)
 
+def slot_keys(items, slots) -> list | None:
+    "The question key of each item when `slots` are in use (what `build_batch(keys=...)` takes), else None."
+    from ecgmeta.episodes import question_key
+    return None if slots is None else [question_key(it) for it in items]
+
 def _prepare_half(model, eb, cache, device, items=None, slots=None) -> PreparedBatch:
     flat = eb.ecg_ids.tolist()
     idx = [s for slots in eb.ecg_slots for s in slots]
@@ -365,10 +370,7 @@ def _prepare_half(model, eb, cache, device, items=None, slots=None) -> PreparedB
     if cache.encode_fn is None: feats = cache.get(order, device=device)  # strict: every ECG must be cached
     else: feats = cache.get(order, eb.signals[idx], eb.masks[idx], device=device)
     n = eb.n_ecgs.tolist()
-    keys = None
-    if slots is not None:
-        from ecgmeta.episodes import question_key
-        keys = [question_key(it) for it in items]
+    keys = slot_keys(items, slots)
     return PreparedBatch(model.build_batch(list(eb.questions), n, list(eb.answers), slots=slots, keys=keys).to(device),
                          feats, list(eb.questions), list(eb.answers), n, keys=keys, slots=slots)
 
