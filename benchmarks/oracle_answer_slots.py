@@ -6,9 +6,11 @@ is made to put all its weight on (a) the gold answer of each query's question ("
 candidate answers ("uniform": what an ECG-blind fusion gives). Candidates are scored as `ecgmeta evaluate`
 does (summed log-likelihood). The oracle row bounds what any classifier behind the fusion can reach through
 this LLM and prompt; the gap between oracle and uniform is how strongly the LLM follows the ECG positions.
-It prints the rows for each output scale given (the fusion's `out_scale`; 1 = the LLM's own embedding size).
+It prints the rows for each output scale given (the fusion's `out_scale`; 1 = the LLM's own embedding size) and
+each extra scale of single-token answers (`one_token_scale`: "yes", "no", "none" are one token followed by zero
+positions, and SmolLM2 under-reads them at scale 1).
 
-Run: `.venv/bin/python benchmarks/oracle_answer_slots.py [--episodes 8] [--scales 1,2]`
+Run: `.venv/bin/python benchmarks/oracle_answer_slots.py [--episodes 8] [--scales 1,2] [--one-token-scales 1,2]`
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ def main():
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--episodes", type=int, default=8)
     ap.add_argument("--scales", default="1,2")
+    ap.add_argument("--one-token-scales", default="1,2")
+    ap.add_argument("--split", default="train", choices=("train", "test"),
+                    help="classes to draw episodes from: meta-train and meta-val (for design choices) or meta-test")
     ap.add_argument("--types", default="single-verify,single-choose,single-query")
     args = ap.parse_args()
     import numpy as np
@@ -30,14 +35,18 @@ def main():
     from ecgmeta.episodes import question_key
     from ecgmeta.evaluate import (ConditionFeatures, _dataset_for, draw_episodes, episode_candidates, question_sets,
                                   score_shared_prefix)
-    from ecgmeta.trainer import MetaTrainConfig, build_model, episode_slots
+    from ecgmeta.trainer import MetaTrainConfig, build_data, build_model, episode_slots
 
     types = args.types.split(",")
     tc = MetaTrainConfig(data_dir=args.data, question_types=tuple(types), fusion="proto", fusion_tokens=8, min_items=10)
     model = build_model(tc)
-    sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
-    classes = next(iter(sets.values()))
-    feats = ConditionFeatures(model.encoder, _dataset_for(sets, ptbxl, tc, False, model.encoder))
+    if args.split == "test":
+        sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
+        classes, ds = next(iter(sets.values())), _dataset_for(sets, ptbxl, tc, False, model.encoder)
+    else:
+        data = build_data(tc)
+        classes, ds = list(data.train + data.val), data.dataset
+    feats = ConditionFeatures(model.encoder, ds)
     fusion, mode = model.fusion, {}
     learned = fusion.answer_probs
 
@@ -46,8 +55,10 @@ def main():
         if mode["kind"] == "uniform": return p
         return torch.nn.functional.one_hot(mode["slot"], p.shape[1]).to(p.dtype)
     fusion.answer_probs = forced
-    for scale in (float(s) for s in args.scales.split(",")):
+    grid = [(float(s), float(o)) for s in args.scales.split(",") for o in args.one_token_scales.split(",")]
+    for scale, one in grid:
         with torch.no_grad(): fusion.log_scale.fill_(math.log(scale))
+        fusion.config.one_token_scale = one
         for qt in types:
             res, t0 = {"oracle": [], "anti-oracle": [], "uniform": []}, time.perf_counter()
             for ep in draw_episodes([c for c in classes if c.question_type == qt], 5, 5, 2, args.episodes, seed=3, contrastive=True):
@@ -60,7 +71,7 @@ def main():
                     mode.update(kind=kind, slot=torch.tensor(slot))
                     sc = score_shared_prefix(model, [it.question for it in q], [1] * len(q), cands, f, slots, keys)
                     res[kind].append(np.mean([cands[i] == it.answer_text for i, it in zip(sc.argmax(1), q)]))
-            print(f"scale {scale:g}, {qt}: " + ", ".join(f"{k} {100 * np.mean(v):.1f} %" for k, v in res.items())
+            print(f"scale {scale:g}, one-token scale {one:g}, {qt}: " + ", ".join(f"{k} {100 * np.mean(v):.1f} %" for k, v in res.items())
                   + f" ({len(res['uniform'])} episodes, {time.perf_counter() - t0:.0f} s)", flush=True)
 
 

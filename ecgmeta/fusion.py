@@ -55,6 +55,8 @@ class FusionConfig(PreTrainedConfig):
     tau: float = 0.1  # "proto" only: initial temperature of the prototype logits (squared distances of unit vectors)
     out_scale: float = 1.0  # "proto" only: initial scale of the mixed answer embeddings (1: the LLM copies best)
     proto_pad: bool = False  # "proto" only: learn the embedding of the positions after a short answer (else zeros)
+    proto_hard: bool = True  # "proto" only: the ECG positions hold the most likely answer (ties: their mean); gradients pass through the probabilities
+    one_token_scale: float = 2.0  # "proto" only: extra scale of single-token answers (SmolLM2 under-reads one token among zero positions)
 
     def __post_init__(self, **kwargs):
         if self.kind not in FUSION_KINDS:
@@ -64,9 +66,11 @@ class FusionConfig(PreTrainedConfig):
                 raise ECGMetaError(f"an 'anchored' fusion needs at least 2 distinct anchor_ids (LLM token ids), got "
                                    f"{self.anchor_ids!r}; use anchor_token_ids(tokenizer, answers)")
             self.anchor_ids = [int(i) for i in self.anchor_ids]
-        if self.kind == "proto" and (self.max_questions < 1 or self.max_answers < 2 or self.tau <= 0 or self.out_scale <= 0):
-            raise ECGMetaError(f"a 'proto' fusion needs max_questions >= 1, max_answers >= 2, tau > 0 and out_scale > 0, got "
-                               f"{self.max_questions}, {self.max_answers}, {self.tau}, {self.out_scale}")
+        if self.kind == "proto" and (self.max_questions < 1 or self.max_answers < 2 or self.tau <= 0 or self.out_scale <= 0
+                                     or self.one_token_scale <= 0):
+            raise ECGMetaError(f"a 'proto' fusion needs max_questions >= 1, max_answers >= 2, tau > 0, out_scale > 0 and "
+                               f"one_token_scale > 0, got {self.max_questions}, {self.max_answers}, {self.tau}, {self.out_scale}, "
+                               f"{self.one_token_scale}")
         super().__post_init__(**kwargs)
 
     @property
@@ -134,6 +138,7 @@ class ECGFusion(PreTrainedModel):
             self.log_tau = nn.Parameter(torch.tensor(math.log(c.tau)))
             self.log_scale = nn.Parameter(torch.tensor(math.log(c.out_scale)))
             if c.proto_pad: self.pad = nn.Parameter(torch.zeros(c.n_queries, c.d_llm))  # positions after an answer's tokens
+            self.register_buffer("in_mean", torch.zeros(c.d_enc))  # centre of the meta-train embeddings (fit_input_stats)
             self.register_buffer("head_w", torch.zeros(c.max_questions, c.max_answers, c.d_enc), persistent=False)
             self.register_buffer("head_b", torch.zeros(c.max_questions, c.max_answers), persistent=False)
             self.post_init()
@@ -176,14 +181,14 @@ class ECGFusion(PreTrainedModel):
 
     def embed(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None,
               params: dict | None = None) -> torch.Tensor:  # `{"proj.weight", "proj.bias"}` to use instead of the module's
-        "'proto' only: the unit-length projected pooled embedding `(N, d_enc)` that prototypes are built from."
+        "'proto' only: the unit-length projected, centred pooled embedding `(N, d_enc)` that prototypes are built from."
         if tokens.ndim == 2: tokens = tokens[:, None]
         if token_mask is None: pooled = tokens.mean(1)
         else:
             m = token_mask.to(tokens.dtype)[..., None]
             pooled = (tokens * m).sum(1) / m.sum(1).clamp(min=1)
         p = params or {"proj.weight": self.proj.weight, "proj.bias": self.proj.bias}
-        return F.normalize(F.linear(pooled, p["proj.weight"], p["proj.bias"]), dim=-1)
+        return F.normalize(F.linear(pooled - self.in_mean.to(pooled.dtype), p["proj.weight"], p["proj.bias"]), dim=-1)
 
     def answer_probs(self, h: torch.Tensor, groups: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         "'proto' only: probabilities `(N, A)` over the answers of each ECG's question (`slot_mask` `(G, A)`: real answers)."
@@ -209,7 +214,12 @@ class ECGFusion(PreTrainedModel):
             raise ECGMetaError(f"expected slot_mask (G, A, T) = {(G, A, T)} marking real answer tokens, got "
                                f"{None if slot_mask is None else tuple(slot_mask.shape)}")
         p = self.answer_probs(self.embed(tokens, token_mask), groups, slot_mask.any(-1))
-        out = torch.einsum("na,natd->ntd", p, slot_embeds[groups].to(p.dtype)) * self.log_scale.exp()
+        if c.proto_hard:  # forward: the most likely answer (the mean of tied ones); backward: through the probabilities
+            top = (p >= p.amax(-1, keepdim=True) - 1e-6).to(p.dtype)
+            p = top / top.sum(-1, keepdim=True) + p - p.detach()
+        n_tok = slot_mask.sum(-1)[groups]  # (N, A) tokens of each candidate answer
+        w = p * torch.where(n_tok == 1, c.one_token_scale, 1.0).to(p.dtype)
+        out = torch.einsum("na,natd->ntd", w, slot_embeds[groups].to(p.dtype)) * self.log_scale.exp()
         if not c.proto_pad: return out
         pad_share = torch.einsum("na,nat->nt", p, (~slot_mask[groups]).to(p.dtype))  # probability that position t is padding
         return out + pad_share[..., None] * self.pad
@@ -231,13 +241,15 @@ class ECGFusion(PreTrainedModel):
 
     @torch.no_grad()
     def fit_input_stats(self, features: torch.Tensor):  # `(N, T, d_enc)` tokens or `(N, d_enc)` pooled vectors
-        "Set the input standardisation of an 'anchored' fusion from training ECG features (mean and std per dimension)."
-        if self.config.kind != "anchored": raise ECGMetaError(f"fit_input_stats is for kind 'anchored', this fusion is {self.config.kind!r}")
+        "Set the input statistics from training ECG features: 'anchored' standardises (mean and std), 'proto' centres (mean)."
+        if self.config.kind not in ("anchored", "proto"):
+            raise ECGMetaError(f"fit_input_stats is for kinds 'anchored' and 'proto', this fusion is {self.config.kind!r}")
         f = features.float()
         if f.ndim == 3: f = f.mean(1)
         if f.ndim != 2 or f.shape[1] != self.config.d_enc or len(f) < 2:
             raise ECGMetaError(f"expected features (N >= 2, T, {self.config.d_enc}) or (N >= 2, {self.config.d_enc}), got {tuple(features.shape)}")
-        self.in_mean.copy_(f.mean(0)); self.in_std.copy_(f.std(0).clamp(min=1e-4))
+        self.in_mean.copy_(f.mean(0))
+        if self.config.kind == "anchored": self.in_std.copy_(f.std(0).clamp(min=1e-4))
 
     def num_output_tokens(self, n_in: int) -> int:
         "ECG positions in the prompt for an ECG of `n_in` encoder tokens."
@@ -975,7 +987,10 @@ class ECGLanguageModel(nn.Module):
             if not mod.startswith("ecgmeta."):
                 raise ECGMetaError(f"the saved encoder class {path!r} is not an ecgmeta class; pass encoder= explicitly")
             encoder = getattr(importlib.import_module(mod), name).from_pretrained(d / "encoder")
-        fusion = ECGFusion.from_pretrained(d / "fusion")
+        fusion, info = ECGFusion.from_pretrained(d / "fusion", output_loading_info=True)
+        if fusion.config.kind == "proto" and "in_mean" in set(info.get("missing_keys", ())):  # saved before centring existed
+            with torch.no_grad(): fusion.in_mean.zero_()
+            logger.warning("%s holds a 'proto' fusion saved without its input centre (in_mean); loading it uncentred", d)
         try: model = cls(llm, tokenizer, encoder, fusion, replace(config, n_ecg_tokens=meta.get("n_ecg_tokens")))
         except FusionWidthError as e:
             raise FusionWidthError(f"{d}: {e} (the checkpoint was trained with the LLM {config.llm_name!r})") from e

@@ -695,7 +695,7 @@ def meta_train(
         chunk = ids[b:b + 256]
         cache.add(chunk, *data.dataset.batch(chunk))
     cache.encode_fn = None  # from here on, an ECG missing from the cache is an error
-    if model.fusion.config.kind == "anchored":  # standardise with the meta-train ECGs only (deterministic: resumes agree)
+    if model.fusion.config.kind in ("anchored", "proto"):  # input statistics of the meta-train ECGs only (deterministic: resumes agree)
         train_ids = sorted({e for c in data.train for it in c.items for e in it.ecg_ids})
         model.fusion.fit_input_stats(cache.get(train_ids))
     log.info("encoded %d ECGs once in %.1f s", len(cache), time.perf_counter() - t0)
