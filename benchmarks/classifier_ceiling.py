@@ -1,0 +1,101 @@
+"""How far can any classifier on the frozen encoder separate a query's own ECG from a random one?
+
+The demo's `proto` fusion puts the answer a per-question classifier picks into SmolLM2's prompt, and the LLM
+copies it (on single-verify the meta-trained model scores what the prototypical network scores). So the gap
+between the `meta` method and the `random_ecg` control is bounded by the same gap for the classifier alone.
+This script measures that bound without the LLM, on the demo's meta-test episodes (contrastive 5-way 5-shot,
+2 queries per class, the same episode seeds as `ecgmeta demo`, as many episodes per type as asked):
+
+- classifiers, each restricted to the classes that ask the query's question: nearest prototype (what the
+  fusion starts from), ridge regression on the support (the closed-form head of Bertinetto et al. 2019) and
+  1-nearest neighbour;
+- features: the encoder's mean-pooled tokens, raw or centred on the meta-train ECGs (what the fusion uses),
+  then unit length;
+- the query read with its own ECG and with another query's ECG of the episode (the `random_ecg` derangement).
+
+It prints accuracy with the own ECG, with a random ECG and the difference per question type, the
+classification throughput (queries per second), and the encoder's cost for the features (once per ECG).
+
+Run: `.venv/bin/python benchmarks/classifier_ceiling.py [--episodes 60]`
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from collections import defaultdict
+from pathlib import Path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    ap.add_argument("--episodes", type=int, default=60, help="episodes per question type")
+    ap.add_argument("--ridge-lambda", type=float, default=1.0)
+    args = ap.parse_args()
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from ecgmeta.episodes import question_key
+    from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _derangement, _plan, question_sets
+    from ecgmeta.trainer import build_data, build_model, config_from_dict
+
+    torch.set_num_threads(2)
+    demo = DemoConfig.load()
+    tc = config_from_dict({**demo.train, "data_dir": args.data})
+    enc = build_model(tc).encoder  # the shipped encoder, as the demo builds it
+    sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
+    test = next(iter(sets.values()))
+    t0 = time.perf_counter()
+    feats = ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
+    train = build_data(tc)
+    feats_train = ConditionFeatures(enc, train.dataset)
+    pooled = lambda fc, ids: torch.cat([fc.pooled(ids[s:s + 256]) for s in range(0, len(ids), 256)])
+    test_ids = sorted({e for c in test for it in c.items for e in it.ecg_ids})
+    train_ids = sorted({e for c in train.train for it in c.items for e in it.ecg_ids})
+    P, centre = pooled(feats, test_ids), pooled(feats_train, train_ids).mean(0)
+    enc_s = time.perf_counter() - t0
+    row = {e: i for i, e in enumerate(test_ids)}
+    cfg = demo.eval.__class__(n_way=(5,), k_shot=(5,), q_query=demo.eval.q_query, episodes=args.episodes,
+                              contrastive=True, seed=demo.eval.seed, progress=False)
+    episodes = [job[-1] for job in _plan(test, cfg)[0]]
+    print(f"{len(episodes)} meta-test episodes, {len(test_ids)} + {len(train_ids)} ECGs encoded in {enc_s:.1f} s")
+
+    def scores(kind, X, y, q, ok):  # (len(ok),) scores of query vector q against support X (labels y in ok)
+        if kind == "prototype":
+            return -torch.cdist(q[None], torch.stack([X[y == c].mean(0) for c in ok]))[0]
+        if kind == "ridge":
+            Y = F.one_hot(torch.as_tensor([ok.index(int(v)) for v in y]), len(ok)).float()
+            W = X.T @ torch.linalg.solve(X @ X.T + args.ridge_lambda * torch.eye(len(X)), Y - Y.mean(0))
+            return q @ W
+        d = torch.cdist(q[None], X)[0]  # 1-NN
+        return torch.stack([-d[y == c].min() for c in ok])
+
+    def run(kind, centred, own, seed=0):
+        rng, acc, n = np.random.default_rng(seed), defaultdict(list), 0
+        emb = lambda ids: F.normalize(P[[row[e] for e in ids]] - (centre if centred else 0), dim=-1)
+        t = time.perf_counter()
+        for ep in episodes:
+            s, q = emb([it.ecg_ids[0] for it in ep.support]), emb([it.ecg_ids[0] for it in ep.query])
+            if not own: q = q[torch.as_tensor(_derangement(len(q), rng))]
+            lab = torch.as_tensor(ep.support_labels)
+            for i, it in enumerate(ep.query):
+                ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)]
+                m = torch.isin(lab, torch.tensor(ok))
+                pick = ok[int(scores(kind, s[m], lab[m], q[i], ok).argmax())] if len(ok) > 1 else ok[0]
+                acc[it.question_type].append(float(pick == ep.query_labels[i])); n += 1
+        return {k: 100 * float(np.mean(v)) for k, v in sorted(acc.items())}, n / (time.perf_counter() - t)
+
+    print(f"{'classifier':>10} {'features':>8} | " + " | ".join(f"{t:>26}" for t in ("single-choose", "single-query", "single-verify")))
+    print(f"{'':>10} {'':>8} | " + " | ".join(f"{'own / random ECG, diff':>26}" for _ in range(3)))
+    for kind in ("prototype", "ridge", "1-NN"):
+        for centred in (False, True):
+            a, qps = run(kind, centred, True)
+            r, _ = run(kind, centred, False)
+            cells = " | ".join(f"{a[t]:5.1f} / {r[t]:5.1f}, {a[t] - r[t]:+5.1f}".rjust(26) for t in sorted(a))
+            print(f"{kind:>10} {'centred' if centred else 'raw':>8} | {cells}   ({qps:,.0f} queries/s)")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
