@@ -4,9 +4,10 @@ cache, scoring, generation), the meta-learner's updates and evaluation's shared-
 Marked `cuda`: the default suite (`make test`) deselects them; run with `make test-cuda` or
 `python -m pytest -m cuda tests/test_cuda_paths.py` on a machine with a GPU. Without one they are skipped.
 """
+from types import SimpleNamespace
+
 import pytest
 import torch
-from torch import nn
 from torch.func import functional_call
 
 pytestmark = [pytest.mark.cuda,
@@ -16,6 +17,7 @@ from ecgmeta.encoder import load_pretrained_encoder  # noqa: E402
 from ecgmeta.fusion import AnswerSlots, ECGLanguageModel, ECGLMConfig, make_fusion  # noqa: E402
 from ecgmeta.llm import tiny_llm, tiny_tokenizer  # noqa: E402
 from ecgmeta.meta import MetaConfig, MetaLearner, trainable_params  # noqa: E402
+from test_meta_backends import PrefixModel, loss_fn, make_task  # noqa: E402  (the tiny model the backends are tested on)
 
 
 @pytest.fixture(autouse=True)
@@ -88,43 +90,22 @@ def test_proto_language_model_on_cuda_matches_cpu():
     assert g["gen"] == c["gen"]
 
 
-class _PrefixModel(nn.Module):
-    "A trainable fusion (features -> 2 prefix embeddings) in front of a frozen tiny LLaMA."
-    def __init__(self):
-        super().__init__()
-        self.llm, _ = tiny_llm(seed=1)
-        self.llm.requires_grad_(False)
-        g = torch.Generator().manual_seed(0)
-        self.fusion = nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Linear(32, 2 * 64))
-        with torch.no_grad():
-            for p in self.fusion.parameters(): p.copy_(torch.randn(p.shape, generator=g) * 0.2)
-
-    def forward(self, ids, feats):
-        emb = self.llm.get_input_embeddings()(ids)
-        pre = self.fusion(feats).view(len(ids), 2, -1).to(emb.dtype)
-        return self.llm(inputs_embeds=torch.cat([pre, emb], 1)).logits[:, 1:-1]
-
-
-def _loss(model, params, batch):
-    logits = functional_call(model, params, (batch["ids"], batch["feats"]))
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["ids"].reshape(-1))
-
-
 def _task(seed, device):
-    g = torch.Generator().manual_seed(seed)
-    part = lambda: {"ids": torch.randint(4, 90, (4, 6), generator=g).to(device), "feats": torch.randn(4, 8, generator=g).to(device)}
-    return type("Task", (), {"support": part(), "query": part()})()
+    "`test_meta_backends.make_task` (float64 features there) in float32 on `device`."
+    t = make_task(seed)
+    move = lambda part: SimpleNamespace(ids=part.ids.to(device), feats=part.feats.float().to(device), labels=part.labels.to(device))
+    return SimpleNamespace(support=move(t.support), query=move(t.query))
 
 
 @pytest.mark.parametrize("algo", ["maml", "fomaml", "anil", "metasgd"])
 def test_meta_learner_updates_on_cuda_match_cpu(algo):
     out = {}
     for dev in ("cpu", "cuda"):
-        m = _PrefixModel().to(dev)
+        m = PrefixModel().to(dev)
         ml = MetaLearner(m, MetaConfig(algorithm=algo, inner_steps=2, inner_lr=0.3, outer_lr=1e-2), head_names=["fusion.2.weight", "fusion.2.bias"])
-        for s in range(2): ml.step([_task(2 * s, dev), _task(2 * s + 1, dev)], _loss)
+        for s in range(2): ml.step([_task(2 * s, dev), _task(2 * s + 1, dev)], loss_fn)
         out[dev] = {n: p.detach().cpu() for n, p in trainable_params(m).items()}
-    moved = max((out["cuda"][n] - p.detach()).abs().max().item() for n, p in trainable_params(_PrefixModel()).items())
+    moved = max((out["cuda"][n] - p.detach()).abs().max().item() for n, p in trainable_params(PrefixModel()).items())
     assert moved > 1e-3
     for n in out["cpu"]:
         torch.testing.assert_close(out["cuda"][n], out["cpu"][n], atol=1e-4, rtol=1e-3)
