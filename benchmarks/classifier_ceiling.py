@@ -16,7 +16,10 @@ This script measures that bound without the LLM, on the demo's meta-test episode
 It prints accuracy with the own ECG, with a random ECG and the difference per question type, the
 classification throughput (queries per second), and the encoder's cost for the features (once per ECG).
 
-Run: `.venv/bin/python benchmarks/classifier_ceiling.py [--episodes 60]`
+`--split val` measures on meta-val classes (fold 9 ECGs), where choices such as the encoder should be made;
+`--encoder` compares another encoder; `--by-family` breaks the centred prototype head down by template family.
+
+Run: `.venv/bin/python benchmarks/classifier_ceiling.py [--episodes 60] [--split val] [--encoder DIR] [--by-family]`
 """
 from __future__ import annotations
 
@@ -32,6 +35,10 @@ def main():
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--episodes", type=int, default=60, help="episodes per question type")
     ap.add_argument("--ridge-lambda", type=float, default=1.0)
+    ap.add_argument("--encoder", default=None, help="encoder name or folder (default: the demo's)")
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="meta-test classes (fold 10 ECGs, the demo's) or meta-val classes (fold 9; make choices here)")
+    ap.add_argument("--by-family", action="store_true", help="also print the centred prototype head per template family")
     args = ap.parse_args()
     import numpy as np
     import torch
@@ -42,14 +49,15 @@ def main():
 
     torch.set_num_threads(2)
     demo = DemoConfig.load()
-    tc = config_from_dict({**demo.train, "data_dir": args.data})
+    tc = config_from_dict({**demo.train, "data_dir": args.data, **({"encoder": args.encoder} if args.encoder else {})})
     enc = build_model(tc).encoder  # the shipped encoder, as the demo builds it
     sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
     test = next(iter(sets.values()))
     t0 = time.perf_counter()
-    feats = ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
     train = build_data(tc)
     feats_train = ConditionFeatures(enc, train.dataset)
+    if args.split == "val": test, feats = train.val, feats_train
+    else: feats = ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
     pooled = lambda fc, ids: torch.cat([fc.pooled(ids[s:s + 256]) for s in range(0, len(ids), 256)])
     test_ids = sorted({e for c in test for it in c.items for e in it.ecg_ids})
     train_ids = sorted({e for c in train.train for it in c.items for e in it.ecg_ids})
@@ -59,7 +67,7 @@ def main():
     cfg = demo.eval.__class__(n_way=(5,), k_shot=(5,), q_query=demo.eval.q_query, episodes=args.episodes,
                               contrastive=True, seed=demo.eval.seed, progress=False)
     episodes = [job[-1] for job in _plan(test, cfg)[0]]
-    print(f"{len(episodes)} meta-test episodes, {len(test_ids)} + {len(train_ids)} ECGs encoded in {enc_s:.1f} s")
+    print(f"{len(episodes)} meta-{args.split} episodes, {len(test_ids)} + {len(train_ids)} ECGs encoded in {enc_s:.1f} s")
 
     def scores(kind, X, y, q, ok):  # (len(ok),) scores of query vector q against support X (labels y in ok)
         if kind == "prototype":
@@ -71,7 +79,7 @@ def main():
         d = torch.cdist(q[None], X)[0]  # 1-NN
         return torch.stack([-d[y == c].min() for c in ok])
 
-    def run(kind, centred, own, seed=0):
+    def run(kind, centred, own, seed=0, key=lambda it: it.question_type):
         rng, acc, n = np.random.default_rng(seed), defaultdict(list), 0
         emb = lambda ids: F.normalize(P[[row[e] for e in ids]] - (centre if centred else 0), dim=-1)
         t = time.perf_counter()
@@ -83,17 +91,24 @@ def main():
                 ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)]
                 m = torch.isin(lab, torch.tensor(ok))
                 pick = ok[int(scores(kind, s[m], lab[m], q[i], ok).argmax())] if len(ok) > 1 else ok[0]
-                acc[it.question_type].append(float(pick == ep.query_labels[i])); n += 1
+                acc[key(it)].append(float(pick == ep.query_labels[i])); n += 1
         return {k: 100 * float(np.mean(v)) for k, v in sorted(acc.items())}, n / (time.perf_counter() - t)
 
-    print(f"{'classifier':>10} {'features':>8} | " + " | ".join(f"{t:>26}" for t in ("single-choose", "single-query", "single-verify")))
-    print(f"{'':>10} {'':>8} | " + " | ".join(f"{'own / random ECG, diff':>26}" for _ in range(3)))
+    types = sorted({it.question_type for ep in episodes for it in ep.query})
+    print(f"{'classifier':>10} {'features':>8} | " + " | ".join(f"{t:>26}" for t in types))
+    print(f"{'':>10} {'':>8} | " + " | ".join(f"{'own / random ECG, diff':>26}" for _ in types))
     for kind in ("prototype", "ridge", "1-NN"):
         for centred in (False, True):
             a, qps = run(kind, centred, True)
             r, _ = run(kind, centred, False)
             cells = " | ".join(f"{a[t]:5.1f} / {r[t]:5.1f}, {a[t] - r[t]:+5.1f}".rjust(26) for t in sorted(a))
             print(f"{kind:>10} {'centred' if centred else 'raw':>8} | {cells}   ({qps:,.0f} queries/s)")
+    if args.by_family:
+        from ecgmeta.qa import TEMPLATES
+        fam = lambda it: f"{it.question_type} {TEMPLATES[it.template_id].family}"
+        a, _ = run("prototype", True, True, key=fam)
+        r, _ = run("prototype", True, False, key=fam)
+        for k in a: print(f"  prototype, centred, {k:>32}: {a[k]:5.1f} / {r[k]:5.1f}, {a[k] - r[k]:+5.1f}")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

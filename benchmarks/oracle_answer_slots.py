@@ -8,9 +8,12 @@ does (summed log-likelihood). The oracle row bounds what any classifier behind t
 this LLM and prompt; the gap between oracle and uniform is how strongly the LLM follows the ECG positions.
 It prints the rows for each output scale given (the fusion's `out_scale`; 1 = the LLM's own embedding size) and
 each extra scale of single-token answers (`one_token_scale`: "yes", "no", "none" are one token followed by zero
-positions, and SmolLM2 under-reads them at scale 1).
+positions, and SmolLM2 under-reads them at scale 1), each prompt layout (`--prompts`) and each length bonus
+(`EvalConfig.length_bonus`: nats added per answer token before the arg-max; summed likelihood alone favours the
+one-token "none").
 
-Run: `.venv/bin/python benchmarks/oracle_answer_slots.py [--episodes 8] [--scales 1,2] [--one-token-scales 1,2]`
+Run: `.venv/bin/python benchmarks/oracle_answer_slots.py [--episodes 8] [--scales 1,2] [--one-token-scales 1,2]
+[--length-bonuses 0,1] [--seed 3]`
 """
 from __future__ import annotations
 
@@ -28,6 +31,12 @@ def main():
     ap.add_argument("--one-token-scales", default="1,2")
     ap.add_argument("--split", default="train", choices=("train", "test"),
                     help="classes to draw episodes from: meta-train and meta-val (for design choices) or meta-test")
+    ap.add_argument("--prompts", default="{q}",
+                    help="'|'-separated prompt layouts to compare: {q} is the question, <ecg> where the ECG positions go "
+                         "(none: after the question, what ecgmeta does by default), e.g. '{q}|{q}\\nECG findings: <ecg>'")
+    ap.add_argument("--seed", type=int, default=3, help="episode seed")
+    ap.add_argument("--length-bonuses", default="0",
+                    help="comma-separated nats added per answer token when scoring (EvalConfig.length_bonus; the demo uses 1)")
     ap.add_argument("--types", default="single-verify,single-choose,single-query")
     args = ap.parse_args()
     import numpy as np
@@ -37,7 +46,7 @@ def main():
                                   score_shared_prefix)
     from ecgmeta.trainer import MetaTrainConfig, build_data, build_model, episode_slots
 
-    types = args.types.split(",")
+    types, bonuses = args.types.split(","), [float(b) for b in args.length_bonuses.split(",")]
     tc = MetaTrainConfig(data_dir=args.data, question_types=tuple(types), fusion="proto", fusion_tokens=8, min_items=10)
     model = build_model(tc)
     if args.split == "test":
@@ -55,13 +64,14 @@ def main():
         if mode["kind"] == "uniform": return p
         return torch.nn.functional.one_hot(mode["slot"], p.shape[1]).to(p.dtype)
     fusion.answer_probs = forced
-    grid = [(float(s), float(o)) for s in args.scales.split(",") for o in args.one_token_scales.split(",")]
-    for scale, one in grid:
+    grid = [(float(s), float(o), p.replace("\\n", "\n")) for s in args.scales.split(",")
+            for o in args.one_token_scales.split(",") for p in args.prompts.split("|")]
+    for scale, one, layout in grid:
         with torch.no_grad(): fusion.log_scale.fill_(math.log(scale))
         fusion.config.one_token_scale = one
         for qt in types:
-            res, t0 = {"oracle": [], "anti-oracle": [], "uniform": []}, time.perf_counter()
-            for ep in draw_episodes([c for c in classes if c.question_type == qt], 5, 5, 2, args.episodes, seed=3, contrastive=True):
+            res, t0 = {(k, b): [] for b in bonuses for k in ("oracle", "anti-oracle", "uniform")}, time.perf_counter()
+            for ep in draw_episodes([c for c in classes if c.question_type == qt], 5, 5, 2, args.episodes, seed=args.seed, contrastive=True):
                 slots, q, cands = episode_slots(ep), ep.query, episode_candidates(ep)
                 keys = [question_key(it) for it in q]
                 gold = [slots.slot(k, it.answer_text) for k, it in zip(keys, q)]
@@ -69,10 +79,15 @@ def main():
                 f = feats.tokens([e for it in q for e in it.ecg_ids])
                 for kind, slot in (("oracle", gold), ("anti-oracle", anti), ("uniform", gold)):
                     mode.update(kind=kind, slot=torch.tensor(slot))
-                    sc = score_shared_prefix(model, [it.question for it in q], [1] * len(q), cands, f, slots, keys)
-                    res[kind].append(np.mean([cands[i] == it.answer_text for i, it in zip(sc.argmax(1), q)]))
-            print(f"scale {scale:g}, one-token scale {one:g}, {qt}: " + ", ".join(f"{k} {100 * np.mean(v):.1f} %" for k, v in res.items())
-                  + f" ({len(res['uniform'])} episodes, {time.perf_counter() - t0:.0f} s)", flush=True)
+                    sc = score_shared_prefix(model, [layout.format(q=it.question) for it in q], [1] * len(q), cands, f, slots, keys)
+                    n_tok = np.array([len(model.answer_ids(c)) for c in cands])[None]
+                    for b in bonuses:
+                        pick = (sc + b * n_tok).argmax(1)
+                        res[kind, b].append(np.mean([cands[i] == it.answer_text for i, it in zip(pick, q)]))
+            for b in bonuses:
+                print(f"scale {scale:g}, one-token scale {one:g}, prompt {layout!r}, length bonus {b:g}, {qt}: "
+                      + ", ".join(f"{k} {100 * np.mean(res[k, b]):.1f} %" for k in ("oracle", "anti-oracle", "uniform"))
+                      + f" ({len(res['uniform', b])} episodes, {time.perf_counter() - t0:.0f} s)", flush=True)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ class EvalConfig:
     ci: float = 0.95  # interval coverage
     seed: int = 0  # seed of episodes, tie-breaks, shuffles and noise
     max_seconds: float | None = None  # stop drawing episodes after this long (round-robin keeps cells balanced)
+    length_bonus: float = 0.0  # added to an LLM candidate's summed log-likelihood per answer token (with EOS); 0: plain likelihood
     progress: bool = True  # show progress bars
 
     def __post_init__(self):
@@ -157,6 +158,8 @@ class EvalConfig:
             v = tuple(int(x) for x in getattr(self, name))
             if not v or min(v) < 1: raise ECGMetaError(f"{name} should be positive integers, got {getattr(self, name)!r}")
             object.__setattr__(self, name, v)
+        if not math.isfinite(self.length_bonus):
+            raise ECGMetaError(f"length_bonus should be a finite number of nats per answer token (e.g. 0 or 1), got {self.length_bonus!r}")
         if self.q_query < 1 or self.episodes < 1: raise ECGMetaError(f"q_query and episodes should be >= 1, got {self.q_query} and {self.episodes}")
         if self.generate and "meta_generate" not in self.methods: object.__setattr__(self, "methods", tuple(self.methods) + ("meta_generate",))
         if self.question_types is not None: object.__setattr__(self, "question_types", tuple(self.question_types))
@@ -545,17 +548,20 @@ class LLMMethods:
         return {n: v.detach() for n, v in out.items()}
 
     def score(self, params: dict, items, feats, candidates: list[str], slots=None) -> list[str]:
-        "The candidate with the highest log-likelihood for each item."
+        "The candidate with the highest log-likelihood (plus `config.length_bonus` per answer token) for each item."
         qs, ns = [it.question for it in items], [0 if feats is None else it.n_ecgs for it in items]
         slots = None if feats is None else slots
         keys = slot_keys(items, slots)
         with use_params(self.model, params), torch.no_grad():
             if self.shared_prefix:
                 sc = score_shared_prefix(self.model, qs, ns, candidates, feats, slots, keys)
-                return [candidates[i] for i in sc.argmax(1)]
-            sc = self.model.score_candidates(qs, ns, [list(candidates)] * len(items), ecg_features=feats,
-                                             batch_size=self.score_batch_size, slots=slots, keys=keys)
-        return [candidates[i] for i in sc.best("sum")]
+            else:
+                cs = self.model.score_candidates(qs, ns, [list(candidates)] * len(items), ecg_features=feats,
+                                                 batch_size=self.score_batch_size, slots=slots, keys=keys)
+                sc = np.asarray(cs.sum, dtype=np.float64)
+        if self.config.length_bonus:
+            sc = sc + self.config.length_bonus * np.array([len(self.model.answer_ids(c)) for c in candidates])[None]
+        return [candidates[i] for i in sc.argmax(1)]
 
     def adapted(self, ctx: EpisodeContext) -> dict:
         "Meta-parameters adapted on the episode's support (computed once per episode)."
@@ -863,6 +869,10 @@ def _add_result(rep: Report, name: str, result: EvalResult, cell: tuple[int, int
         rep.figure(plot_conditions(result, cn, ck), f"{fig_prefix}_conditions")
     if result.skipped: rep.para("Not evaluated: " + "; ".join(result.skipped))
 
+def _ordinal(n: int) -> str:
+    "1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
 def build_report(results: dict[str, EvalResult],  # question-set name -> result (the first is the main one)
                  info: dict[str, str] | None = None,  # settings shown at the top (name -> value)
                  metrics_path: Path | None = None,  # trainer `metrics.jsonl` for the training curve
@@ -879,12 +889,14 @@ def build_report(results: dict[str, EvalResult],  # question-set name -> result 
         "Exact match of normalised answers (lower case, no articles or punctuation); multi-answer questions match as sets.",
         "Every method answers by constrained candidate scoring: the candidates of an episode are the distinct answers of its "
         "N classes (= the answers seen in its support). LLM methods pick the candidate with the highest summed "
-        "log-likelihood (answer tokens + EOS)." + (" meta_generate answers by free greedy generation." if cfg.generate else
+        "log-likelihood (answer tokens + EOS)" + (f", plus a length bonus of {cfg.length_bonus:g} nats per answer token "
+        "(summed likelihood favours short answers such as 'none'; the bonus applies to every LLM method alike)"
+        if cfg.length_bonus else "") + "." + (" meta_generate answers by free greedy generation." if cfg.generate else
                                                    " Free generation was not run."),
         f"Episodes: {'contrastive (classes sharing a question and differing in the answer are drawn together)' if cfg.contrastive else 'plain (classes drawn at random)'}, "
         f"one question type per episode, {cfg.q_query} queries per class; 95% CIs are percentile bootstrap intervals "
         f"over episodes ({cfg.n_boot} resamples), differences are paired over the same queries.",
-        *([f"{', '.join(cfg.sparse_methods)} ran on every {cfg.sparse_every}th episode only (time budget); their rows say how many episodes."]
+        *([f"{', '.join(cfg.sparse_methods)} ran on every {_ordinal(cfg.sparse_every)} episode only (time budget); their rows say how many episodes."]
           if cfg.sparse_methods and cfg.sparse_every > 1 else []),
         "Methods: meta = meta-trained model adapted on the support; zero_shot = no adaptation; random_ecg = adapted model "
         "reading another query's ECG; no_ecg = the LLM without ECG positions; finetune = fusion from its initialisation "
@@ -1055,6 +1067,7 @@ def _eval_config(args, **over) -> EvalConfig:
     if args.methods: kw["methods"] = tuple(m.strip() for m in args.methods.split(","))
     if args.question_types: kw["question_types"] = tuple(t.strip() for t in args.question_types.split(","))
     if args.inner_steps is not None: kw["inner_steps"] = args.inner_steps
+    if args.length_bonus is not None: kw["length_bonus"] = args.length_bonus
     kw.update(over)
     return EvalConfig(**kw)
 
@@ -1080,6 +1093,9 @@ def _add_eval_args(p, episodes: int):
     p.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--question-types", default=None, help="comma-separated question types to evaluate (default: all)")
     p.add_argument("--inner-steps", type=int, default=None, help="adaptation steps (default: the run's)")
+    p.add_argument("--length-bonus", type=float, default=None,
+                   help="nats added per answer token when LLM methods score candidates (default 0: plain summed likelihood; "
+                        "the demo uses 1)")
     p.add_argument("--lead-subsets", default=None, help="extra lead conditions, e.g. limb,I+II,I")
     p.add_argument("--snr", default=None, help="extra noise conditions in dB, e.g. 20,10,0")
     p.add_argument("--plain", action="store_true", help="plain episodes instead of contrastive ones")

@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -27,11 +28,12 @@ from .augment import AugmentConfig, default_view, lead_dropout
 from .data import PTBXL, ECGMetaError
 from .encoder import ECGEncoder, ECGEncoderConfig
 from .preprocess import PreprocessConfig
+from .qa import ecg_facts
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'OBJECTIVES', 'PretrainConfig', 'minilm_dir', 'record_texts', 'embed_texts', 'PretrainData',
+__all__ = ['logger', 'OBJECTIVES', 'TEXT_FAMILIES', 'PretrainConfig', 'minilm_dir', 'record_texts', 'embed_texts', 'PretrainData',
            'load_pretrain_data', 'nt_xent', 'clip_loss', 'PretrainModel', 'read_metrics', 'plot_losses', 'pretrain',
            'export_encoder', 'register_cli']
 
@@ -53,6 +55,7 @@ class PretrainConfig:
     mae_lead_drop: float = 0.3  # per-lead drop probability of the masked-modelling input (targets keep all leads)
     temperature: float = 0.1  # NT-Xent temperature
     text_temperature: float = 0.07  # ECG-text temperature
+    text_families: tuple[str, ...] = ()  # metadata families the text names besides the SCP statements (see `TEXT_FAMILIES`)
     weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # loss weights of mae, contrastive, text
     folds: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8)  # PTB-XL strat_folds used for training
     preprocess: PreprocessConfig = PreprocessConfig()  # preprocessing of the records (same as the probe's)
@@ -73,6 +76,8 @@ class PretrainConfig:
             raise ECGMetaError(f"PretrainConfig.objectives={self.objectives!r}: expected a non-empty subset of {OBJECTIVES}.")
         if self.steps < 1 or self.batch_size < 2:
             raise ECGMetaError(f"PretrainConfig: steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2.")
+        if bad := [f for f in self.text_families if f not in TEXT_FAMILIES]:
+            raise ECGMetaError(f"PretrainConfig.text_families has unknown families {bad}; expected some of {TEXT_FAMILIES}.")
         if not 0 < self.mask_ratio < 1:
             raise ECGMetaError(f"PretrainConfig.mask_ratio={self.mask_ratio}: expected a value in (0, 1).")
 
@@ -97,7 +102,7 @@ class PretrainConfig:
         if isinstance(d.get("augment"), dict):
             a = {k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()}
             d["augment"] = AugmentConfig(**a)
-        for k in ("objectives", "weights", "folds"):
+        for k in ("objectives", "weights", "folds", "text_families"):
             if k in d: d[k] = tuple(d[k])
         return cls(**d)
 
@@ -114,15 +119,23 @@ def minilm_dir() -> Path:
     return d
 
 
+TEXT_FAMILIES = ("heart_axis", "noise", "extra_systole", "infarction_stage")  # metadata `record_texts` can add
+
 def record_texts(db: PTBXL,  # the database (its scp_statements.csv gives the descriptions)
                  ids,  # ecg_ids
+                 families: Sequence[str] = (),  # metadata families to append (some of `TEXT_FAMILIES`)
                 ) -> list[str]:
-    "English text per record: the descriptions of its SCP statements, most likely first."
+    "English text per record: its SCP statement descriptions, most likely first, then its attributes in `families`."
+    if bad := [f for f in families if f not in TEXT_FAMILIES]:
+        raise ECGMetaError(f"record_texts: unknown families {bad}; expected some of {TEXT_FAMILIES}")
     desc = db.statements["description"].to_dict()
+    facts = ecg_facts(db) if families else {}
     out = []
     for i in ids:
         codes = sorted(db.db.scp_codes.loc[int(i)].items(), key=lambda kv: -float(kv[1]))
-        out.append("; ".join(str(desc.get(k, k)).strip().lower() for k, _ in codes) or "no statement")
+        parts = [str(desc.get(k, k)).strip().lower() for k, _ in codes]
+        parts += [n for f in families for n in sorted(facts[int(i)].positive[f])]
+        out.append("; ".join(parts) or "no statement")
     return out
 
 
@@ -201,7 +214,7 @@ def load_pretrain_data(data: Path,  # PTB-XL root (or its parent), or a folder w
     ids = db.db.index[db.db.strat_fold.isin(config.folds)].to_numpy()
     ds = CachedECGDataset(db, Path(cache_dir), config.preprocess, ids=ids, progress=progress)
     ids = np.asarray(ds.ids)
-    te = embed_texts(record_texts(db, ids), progress=progress) if "text" in config.objectives else None
+    te = embed_texts(record_texts(db, ids, config.text_families), progress=progress) if "text" in config.objectives else None
     return PretrainData(np.asarray(ds.signals), np.asarray(ds.masks), ids, te, float(config.preprocess.fs))
 
 # %% ../nbs/03b_pretrain.ipynb #bf974675

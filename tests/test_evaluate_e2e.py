@@ -37,7 +37,7 @@ def test_evaluate_cli_end_to_end(tiny_run, tmp_path, capsys):
     out = tmp_path / "eval"
     rc = main(["evaluate", "--model", str(tiny_run / "run"), "--data", str(DATA), "--out", str(out), "--n-way", "2",
                "--k-shot", "1", "--q-query", "1", "--episodes", "1", "--question-types", ",".join(QTYPES),
-               "--lead-subsets", "I", "--snr", "10", "--qa", str(qa), "--no-progress"])
+               "--lead-subsets", "I", "--snr", "10", "--qa", str(qa), "--length-bonus", "1", "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "evaluate wrote" in printed and str(out / "report.html") in printed
@@ -65,6 +65,7 @@ def test_evaluate_cli_end_to_end(tiny_run, tmp_path, capsys):
     table = md.split("### Accuracy per question type", 1)[1].split("\n\n")[2]
     for m in DEFAULT_METHODS: assert f" {m} |" in table.splitlines()[0], m
     assert "84.6" in md and "77.3" in md and "69.6" in md
+    assert "plus a length bonus of 1 nats per answer token" in md  # --length-bonus reached the config and the report (scoring: nbs/06_evaluate)
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3  # accuracy plot, conditions, training curve, episode plot
     assert (out / "figures").is_dir() and any((out / "figures").glob("*.png"))
