@@ -169,6 +169,7 @@ class PretrainData:
     ids: np.ndarray
     text_emb: np.ndarray | None = None
     fs: float = 100.0
+    text_families: tuple[str, ...] = ()  # the `record_texts` families `text_emb` was made with
 
     def __len__(self): return len(self.signals)
 
@@ -179,7 +180,7 @@ class PretrainData:
         np.save(path / "masks.npy", np.asarray(self.masks, dtype=bool))
         np.save(path / "ids.npy", np.asarray(self.ids))
         if self.text_emb is not None: np.save(path / "text_emb.npy", np.asarray(self.text_emb, dtype=np.float16))
-        (path / "meta.json").write_text(json.dumps({"fs": self.fs, "n": len(self)}))
+        (path / "meta.json").write_text(json.dumps({"fs": self.fs, "n": len(self), "text_families": list(self.text_families)}))
         return path
 
     @classmethod
@@ -189,9 +190,9 @@ class PretrainData:
         if not (path / "signals.npy").is_file():
             raise ECGMetaError(f"{path}: expected a pretraining data folder with signals.npy, masks.npy, ids.npy "
                                f"(written by PretrainData.save) or a PTB-XL root.")
-        te = path / "text_emb.npy"
+        te, meta = path / "text_emb.npy", json.loads((path / "meta.json").read_text())
         return cls(np.load(path / "signals.npy", mmap_mode="r"), np.load(path / "masks.npy"), np.load(path / "ids.npy"),
-                   np.load(te) if te.is_file() else None, json.loads((path / "meta.json").read_text())["fs"])
+                   np.load(te) if te.is_file() else None, meta["fs"], tuple(meta.get("text_families", ())))
 
 
 def load_pretrain_data(data: Path,  # PTB-XL root (or its parent), or a folder written by `PretrainData.save`
@@ -206,6 +207,10 @@ def load_pretrain_data(data: Path,  # PTB-XL root (or its parent), or a folder w
         d = PretrainData.load(data)
         if "text" in config.objectives and d.text_emb is None:
             raise ECGMetaError(f"{data} has no text_emb.npy but the text objective is on; rebuild it from PTB-XL.")
+        if "text" in config.objectives and tuple(d.text_families) != tuple(config.text_families):
+            raise ECGMetaError(f"{data} holds text embeddings of texts with text_families={list(d.text_families)}, but the config "
+                               f"asks for {list(config.text_families)}; set text_families to match, or rebuild the folder "
+                               "from PTB-XL with this config (ecgmeta pretrain --save-data).")
         return d
     if (data / "ptbxl" / "ptbxl_database.csv").is_file(): data = data / "ptbxl"
     if cache_dir is None:
@@ -214,8 +219,10 @@ def load_pretrain_data(data: Path,  # PTB-XL root (or its parent), or a folder w
     ids = db.db.index[db.db.strat_fold.isin(config.folds)].to_numpy()
     ds = CachedECGDataset(db, Path(cache_dir), config.preprocess, ids=ids, progress=progress)
     ids = np.asarray(ds.ids)
-    te = embed_texts(record_texts(db, ids, config.text_families), progress=progress) if "text" in config.objectives else None
-    return PretrainData(np.asarray(ds.signals), np.asarray(ds.masks), ids, te, float(config.preprocess.fs))
+    text = "text" in config.objectives
+    te = embed_texts(record_texts(db, ids, config.text_families), progress=progress) if text else None
+    return PretrainData(np.asarray(ds.signals), np.asarray(ds.masks), ids, te, float(config.preprocess.fs),
+                        tuple(config.text_families) if text else ())
 
 # %% ../nbs/03b_pretrain.ipynb #bf974675
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
