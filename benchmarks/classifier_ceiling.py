@@ -50,14 +50,14 @@ def main():
     torch.set_num_threads(2)
     demo = DemoConfig.load()
     tc = config_from_dict({**demo.train, "data_dir": args.data, **({"encoder": args.encoder} if args.encoder else {})})
-    enc = build_model(tc).encoder  # the shipped encoder, as the demo builds it
-    sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
-    test = next(iter(sets.values()))
+    enc = build_model(tc).encoder  # the demo's encoder (or --encoder), as the demo builds it
     t0 = time.perf_counter()
     train = build_data(tc)
     feats_train = ConditionFeatures(enc, train.dataset)
     if args.split == "val": test, feats = train.val, feats_train
-    else: feats = ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
+    else:
+        sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
+        test, feats = next(iter(sets.values())), ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
     pooled = lambda fc, ids: torch.cat([fc.pooled(ids[s:s + 256]) for s in range(0, len(ids), 256)])
     test_ids = sorted({e for c in test for it in c.items for e in it.ecg_ids})
     train_ids = sorted({e for c in train.train for it in c.items for e in it.ecg_ids})

@@ -42,8 +42,8 @@ def main():
     import numpy as np
     import torch
     from ecgmeta.episodes import question_key
-    from ecgmeta.evaluate import (ConditionFeatures, _dataset_for, draw_episodes, episode_candidates, question_sets,
-                                  score_shared_prefix)
+    from ecgmeta.evaluate import (ConditionFeatures, _dataset_for, answer_lengths, draw_episodes, episode_candidates,
+                                  question_sets, score_shared_prefix)
     from ecgmeta.trainer import MetaTrainConfig, build_data, build_model, episode_slots
 
     types, bonuses = args.types.split(","), [float(b) for b in args.length_bonuses.split(",")]
@@ -80,7 +80,7 @@ def main():
                 for kind, slot in (("oracle", gold), ("anti-oracle", anti), ("uniform", gold)):
                     mode.update(kind=kind, slot=torch.tensor(slot))
                     sc = score_shared_prefix(model, [layout.format(q=it.question) for it in q], [1] * len(q), cands, f, slots, keys)
-                    n_tok = np.array([len(model.answer_ids(c)) for c in cands])[None]
+                    n_tok = answer_lengths(model, cands)[None]
                     for b in bonuses:
                         pick = (sc + b * n_tok).argmax(1)
                         res[kind, b].append(np.mean([cands[i] == it.answer_text for i, it in zip(pick, q)]))

@@ -36,9 +36,9 @@ __all__ = ['log', 'METHODS', 'DEFAULT_METHODS', 'LLM_METHODS', 'LEAD_SUBSET_NAME
            'PAPER_RESULTS', 'TARGETS', 'METHOD_ORDER', 'PAPER_CONTEXT', 'is_correct', 'bootstrap_ci', 'paired_diff_ci',
            'Condition', 'EvalConfig', 'draw_episodes', 'ConditionFeatures', 'EpisodeContext', 'episode_candidates',
            'majority_answer', 'protonet_answer', 'EvalResult', 'summarize', 'compare_methods', 'run_methods',
-           'score_shared_prefix', 'LLMMethods', 'evaluate', 'Report', 'fmt_ci', 'accuracy_table', 'check_targets',
-           'plot_accuracy', 'plot_conditions', 'example_table', 'build_report', 'question_sets', 'load_run',
-           'evaluate_run', 'write_outputs', 'print_table', 'register_cli', 'DemoConfig', 'run_demo']
+           'score_shared_prefix', 'answer_lengths', 'LLMMethods', 'evaluate', 'Report', 'fmt_ci', 'accuracy_table',
+           'check_targets', 'plot_accuracy', 'plot_conditions', 'example_table', 'build_report', 'question_sets',
+           'load_run', 'evaluate_run', 'write_outputs', 'print_table', 'register_cli', 'DemoConfig', 'run_demo']
 
 # %% ../nbs/06_evaluate.ipynb #09d9b27e
 def is_correct(pred: str | Sequence[str],  # predicted answer text (or its parts)
@@ -480,6 +480,12 @@ def score_shared_prefix(model,  # `ECGLanguageModel`
         score = score + lp.sum(-1).view(n, C)
     return score.cpu().numpy()
 
+def answer_lengths(model,  # `ECGLanguageModel`
+                   candidates: Sequence[str],  # candidate answers
+                  ) -> np.ndarray:
+    "Scored tokens of each candidate (answer tokens + EOS), the unit of `EvalConfig.length_bonus`."
+    return np.array([len(model.answer_ids(c)) for c in candidates])
+
 def _derangement(n: int, rng: np.random.Generator) -> np.ndarray:
     "A random permutation of `range(n)` without fixed points (n >= 2)."
     p = rng.permutation(n)
@@ -559,8 +565,7 @@ class LLMMethods:
                 cs = self.model.score_candidates(qs, ns, [list(candidates)] * len(items), ecg_features=feats,
                                                  batch_size=self.score_batch_size, slots=slots, keys=keys)
                 sc = np.asarray(cs.sum, dtype=np.float64)
-        if self.config.length_bonus:
-            sc = sc + self.config.length_bonus * np.array([len(self.model.answer_ids(c)) for c in candidates])[None]
+        if self.config.length_bonus: sc = sc + self.config.length_bonus * answer_lengths(self.model, candidates)[None]
         return [candidates[i] for i in sc.argmax(1)]
 
     def adapted(self, ctx: EpisodeContext) -> dict:
