@@ -10,7 +10,9 @@ This script measures that bound without the LLM, on the demo's meta-test episode
   fusion starts from), ridge regression on the support (the closed-form head of Bertinetto et al. 2019) and
   1-nearest neighbour;
 - features: the encoder's mean-pooled tokens, raw or centred on the meta-train ECGs (what the fusion uses),
-  then unit length;
+  then unit length; with the demo's signal descriptors (`descriptors: true` in demo.json) those follow, each scaled by
+  the square root of its per-question weight from the support (`ecgmeta.descriptors.descriptor_weights`), as the fusion
+  and the protonet baseline weigh them (`--no-descriptors`: the encoder alone);
 - the query read with its own ECG and with another query's ECG of the episode (the `random_ecg` derangement).
 
 It prints accuracy with the own ECG, with a random ECG and the difference per question type, the
@@ -39,20 +41,24 @@ def main():
     ap.add_argument("--split", choices=("test", "val"), default="test",
                     help="meta-test classes (fold 10 ECGs, the demo's) or meta-val classes (fold 9; make choices here)")
     ap.add_argument("--by-family", action="store_true", help="also print the centred prototype head per template family")
+    ap.add_argument("--no-descriptors", action="store_true", help="the encoder alone, even where the demo appends descriptors")
     args = ap.parse_args()
     import numpy as np
     import torch
     import torch.nn.functional as F
     from ecgmeta.episodes import question_key
     from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _derangement, _plan, question_sets
-    from ecgmeta.trainer import build_data, build_model, config_from_dict
+    from ecgmeta.descriptors import descriptor_weights
+    from ecgmeta.trainer import build_data, build_model, config_from_dict, fit_run_descriptors
 
     torch.set_num_threads(2)
     demo = DemoConfig.load()
-    tc = config_from_dict({**demo.train, "data_dir": args.data, **({"encoder": args.encoder} if args.encoder else {})})
-    enc = build_model(tc).encoder  # the demo's encoder (or --encoder), as the demo builds it
+    tc = config_from_dict({**demo.train, "data_dir": args.data, **({"encoder": args.encoder} if args.encoder else {}),
+                           **({"descriptors": False} if args.no_descriptors else {})})
     t0 = time.perf_counter()
     train = build_data(tc)
+    enc = build_model(tc, descriptor_stats=fit_run_descriptors(train) if tc.descriptors else None).encoder  # as the demo builds it
+    k = enc.config.n_descriptors
     feats_train = ConditionFeatures(enc, train.dataset)
     if args.split == "val": test, feats = train.val, feats_train
     else:
@@ -62,6 +68,7 @@ def main():
     test_ids = sorted({e for c in test for it in c.items for e in it.ecg_ids})
     train_ids = sorted({e for c in train.train for it in c.items for e in it.ecg_ids})
     P, centre = pooled(feats, test_ids), pooled(feats_train, train_ids).mean(0)
+    centre[P.shape[1] - k:] = 0  # descriptors are standardised already and weighted per question below
     enc_s = time.perf_counter() - t0
     row = {e: i for i, e in enumerate(test_ids)}
     cfg = demo.eval.__class__(n_way=(5,), k_shot=(5,), q_query=demo.eval.q_query, episodes=args.episodes,
@@ -81,7 +88,9 @@ def main():
 
     def run(kind, centred, own, seed=0, key=lambda it: it.question_type):
         rng, acc, n = np.random.default_rng(seed), defaultdict(list), 0
-        emb = lambda ids: F.normalize(P[[row[e] for e in ids]] - (centre if centred else 0), dim=-1)
+        def emb(ids):
+            v = P[[row[e] for e in ids]] - (centre if centred else 0)
+            return torch.cat([F.normalize(v[:, :v.shape[1] - k], dim=-1), v[:, v.shape[1] - k:]], -1)
         t = time.perf_counter()
         for ep in episodes:
             s, q = emb([it.ecg_ids[0] for it in ep.support]), emb([it.ecg_ids[0] for it in ep.query])
@@ -90,7 +99,9 @@ def main():
             for i, it in enumerate(ep.query):
                 ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)]
                 m = torch.isin(lab, torch.tensor(ok))
-                pick = ok[int(scores(kind, s[m], lab[m], q[i], ok).argmax())] if len(ok) > 1 else ok[0]
+                sc = torch.ones(s.shape[1])
+                if k: sc[-k:] = descriptor_weights(s[m][:, -k:], lab[m]).sqrt()
+                pick = ok[int(scores(kind, s[m] * sc, lab[m], q[i] * sc, ok).argmax())] if len(ok) > 1 else ok[0]
                 acc[key(it)].append(float(pick == ep.query_labels[i])); n += 1
         return {k: 100 * float(np.mean(v)) for k, v in sorted(acc.items())}, n / (time.perf_counter() - t)
 

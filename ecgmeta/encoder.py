@@ -30,6 +30,16 @@ __all__ = ['logger', 'ECGEncoderConfig', 'ECGEncoderOutput', 'fourier_resample',
            'load_pretrained_encoder']
 
 # %% ../nbs/03_encoder.ipynb #6681f591
+def _check_descriptor_stats(stats) -> dict:
+    from ecgmeta.descriptors import DESCRIPTOR_NAMES
+    d = dict(stats)
+    names, c, sc = list(d.get("names", [])), list(d.get("center", [])), list(d.get("scale", []))
+    if names != list(DESCRIPTOR_NAMES) or len(c) != len(names) or len(sc) != len(names) or min(sc, default=0) <= 0:
+        raise ECGMetaError(f"ECGEncoderConfig.descriptors: expected the output of ecgmeta.descriptors.fit_descriptor_stats "
+                           f"({len(DESCRIPTOR_NAMES)} names, centres and positive scales), got {len(names)} names, {len(c)} "
+                           f"centres, {len(sc)} scales; refit with fit_descriptor_stats on training ECGs")
+    return {"names": names, "center": [float(v) for v in c], "scale": [float(v) for v in sc]}
+
 class ECGEncoderConfig(PretrainedConfig):
     "Configuration of `ECGEncoder`."
     model_type = "ecgmeta-encoder"
@@ -50,6 +60,7 @@ class ECGEncoderConfig(PretrainedConfig):
         initializer_range: float = 0.02,  # std of linear-layer initialisation
         amplitude: bool = False,  # standardise each lead inside the encoder and embed its log-amplitude (input in mV, not z-scored)
         preprocess: dict | None = None,  # `PreprocessConfig` fields of the input the encoder expects; None = `PreprocessConfig()`
+        descriptors: dict | None = None,  # `ecgmeta.descriptors.fit_descriptor_stats` output: append standardised descriptors to every token; None = off
         **kwargs,
     ):
         self.n_leads, self.fs, self.patch_size, self.window_patches = n_leads, fs, patch_size, window_patches
@@ -59,7 +70,18 @@ class ECGEncoderConfig(PretrainedConfig):
         if isinstance(preprocess, PreprocessConfig): preprocess = asdict(preprocess)
         self.preprocess = None if preprocess is None else {k: list(v) if isinstance(v, tuple) else v for k, v in dict(preprocess).items()}
         if self.preprocess is not None: self.preprocess_config()  # validates the fields now, not at first use
+        self.descriptors = None if descriptors is None else _check_descriptor_stats(descriptors)
         super().__init__(**kwargs)
+
+    @property
+    def n_descriptors(self) -> int:
+        "Signal descriptors appended to every token (0 when off)."
+        return 0 if self.descriptors is None else len(self.descriptors["names"])
+
+    @property
+    def token_width(self) -> int:
+        "Width of the output tokens: `hidden_size` plus the appended descriptors."
+        return self.hidden_size + self.n_descriptors
 
     def preprocess_config(self) -> PreprocessConfig:
         "The `PreprocessConfig` the encoder's input must be prepared with (`PreprocessConfig()` when none is recorded)."
@@ -266,8 +288,25 @@ class ECGEncoder(PreTrainedModel):
         h = self.transformer(h, src_key_padding_mask=~valid)
         tokens = self.norm(h).reshape(B, C * W, -1)[:, :T]
         token_mask = torch.ones(B, T, dtype=torch.bool, device=signal.device)
+        if cfg.descriptors is not None:  # the same standardised descriptors on every token, so pooling keeps them
+            z = self.descriptor_features(signal, lead_mask).to(device=tokens.device, dtype=tokens.dtype)
+            tokens = torch.cat([tokens, z[:, None].expand(B, T, z.shape[-1])], -1)
         pooled = tokens.mean(dim=1)
         return ECGEncoderOutput(tokens=tokens, pooled=pooled, token_mask=token_mask)
+
+    def descriptor_features(self, signal: torch.Tensor,  # `(B, 12, S)` the encoder's input (at `config.fs`)
+                            lead_mask: torch.Tensor,  # `(B, 12)` bool
+                           ) -> torch.Tensor:
+        "`(B, K)` standardised signal descriptors (`ecgmeta.descriptors`) of the input; computed on the CPU with scipy."
+        from ecgmeta.descriptors import ecg_descriptors, standardize_descriptors
+        if self.config.descriptors is None:
+            raise ECGMetaError("this encoder has no descriptor statistics; call set_descriptors(fit_descriptor_stats(...)) first")
+        return standardize_descriptors(ecg_descriptors(signal.float(), lead_mask, float(self.config.fs)), self.config.descriptors)
+
+    def set_descriptors(self, stats: dict | None):  # `fit_descriptor_stats` output, or None to switch them off
+        "Append (or stop appending) standardised signal descriptors to every token; the statistics are saved with the config."
+        self.config.descriptors = None if stats is None else _check_descriptor_stats(stats)
+        return self
 
 # %% ../nbs/03_encoder.ipynb #3a58b36d
 def _checkpoints_dir() -> Path:

@@ -285,28 +285,40 @@ def majority_answer(ctx: EpisodeContext) -> list[str]:
     return out
 
 # %% ../nbs/06_evaluate.ipynb #aa0eddbb
-def _item_embeddings(ctx: EpisodeContext, items: Sequence[QAItem]) -> torch.Tensor:
+def _item_embeddings(ctx: EpisodeContext, items: Sequence[QAItem]) -> tuple[torch.Tensor, torch.Tensor]:
+    "Per item, each ECG's unit-length encoder embedding then its signal descriptors (zeros pad short items); and which columns are descriptors."
+    k = int(getattr(getattr(ctx.features.encoder, "config", None), "n_descriptors", 0) or 0)
     width = max(len(it.ecg_ids) for it in ctx.episode.support + ctx.episode.query)
-    pooled = torch.nn.functional.normalize(ctx.tokens(items).mean(1), dim=-1)
+    pooled = ctx.tokens(items).mean(1)
+    own = torch.nn.functional.normalize(pooled[:, :pooled.shape[1] - k], dim=-1)
+    pooled = torch.cat([own, pooled[:, own.shape[1]:]], -1)
     out, i = [], 0
     for it in items:
         v = [pooled[i + j] for j in range(len(it.ecg_ids))]; i += len(it.ecg_ids)
         v += [torch.zeros_like(pooled[0])] * (width - len(v))
         out.append(torch.cat(v))
-    return torch.stack(out)
+    is_desc = (torch.arange(pooled.shape[1]) >= own.shape[1]).repeat(width)
+    return torch.stack(out), is_desc
 
 def protonet_answer(ctx: EpisodeContext) -> list[str]:
-    "Answer of the nearest class prototype among classes asking the query's question."
+    "Answer of the nearest class prototype among classes asking the query's question (descriptors weighted per question)."
+    from ecgmeta.descriptors import DESCRIPTOR_ALPHA, descriptor_weights
     ep = ctx.episode
-    s, q = _item_embeddings(ctx, ep.support), _item_embeddings(ctx, ep.query)
+    (s, is_desc), (q, _) = _item_embeddings(ctx, ep.support), _item_embeddings(ctx, ep.query)
     labels = torch.as_tensor(ep.support_labels)
-    protos = torch.stack([s[labels == c].mean(0) for c in range(ep.n_way)])
-    d = torch.cdist(q, protos).pow(2)
-    out = []
+    out, weights = [], {}
     for i, it in enumerate(ep.query):
         ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)] or list(range(ep.n_way))
-        best = ok[int(torch.argmin(d[i, ok]))]
-        out.append(answer_text(ep.classes[best][2]))
+        key = tuple(ok)
+        if key not in weights:
+            w = torch.ones(s.shape[1])
+            if is_desc.any():
+                m = torch.isin(labels, torch.as_tensor(ok))
+                w[is_desc] = descriptor_weights(s[m][:, is_desc], labels[m], DESCRIPTOR_ALPHA)
+            weights[key] = w
+        protos = torch.stack([s[labels == c].mean(0) for c in ok])
+        d = ((q[i] - protos) ** 2 * weights[key]).sum(-1)
+        out.append(answer_text(ep.classes[ok[int(torch.argmin(d))]][2]))
     return out
 
 # %% ../nbs/06_evaluate.ipynb #4d370c6c
@@ -905,7 +917,7 @@ def build_report(results: dict[str, EvalResult],  # question-set name -> result 
           if cfg.sparse_methods and cfg.sparse_every > 1 else []),
         "Methods: meta = meta-trained model adapted on the support; zero_shot = no adaptation; random_ecg = adapted model "
         "reading another query's ECG; no_ecg = the LLM without ECG positions; finetune = fusion from its initialisation "
-        "fine-tuned on the support; protonet = nearest class prototype of frozen-encoder embeddings; majority = majority "
+        "fine-tuned on the support; protonet = nearest class prototype of frozen-encoder embeddings (with the signal descriptors, weighted per question, when the encoder appends them); majority = majority "
         "answer of the support items asking the same question.",
     ])
     for i, (name, res) in enumerate(results.items()):
@@ -1183,7 +1195,8 @@ def run_demo(data_dir: Path,  # folder holding ptbxl/ and ecgqa/
     results, ds = evaluate_run(model, tc2 or tc, mc, Path(data_dir), ev, ecgqa=cfg.ecgqa, max_seconds=max(left, 60.0))
     t_eval = time.perf_counter() - t0 - t_train
     best = train_res.get("best", {})
-    info = {"LLM": tc.llm, "encoder": tc.encoder, "fusion": f"{tc.fusion}, {tc.fusion_tokens} ECG tokens per ECG",
+    enc_info = tc.encoder + (f" + 20 signal descriptors (per-question weights, alpha {tc.descriptor_alpha:g})" if tc.descriptors else "")
+    info = {"LLM": tc.llm, "encoder": enc_info, "fusion": f"{tc.fusion}, {tc.fusion_tokens} ECG tokens per ECG",
             "meta-learning": f"{tc.meta.algorithm}, {tc.meta.inner_steps} inner step(s) at lr {tc.meta.inner_lr}, "
                              f"{tc.meta_steps} meta-steps x {tc.meta.tasks_per_batch} task(s), {tc.n_way}-way {tc.k_shot}-shot {tc.q_query}-query",
             "best meta-val step": str(best.get("step")),

@@ -25,6 +25,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
 from .data import ECGMetaError
+from .descriptors import DESCRIPTOR_ALPHA
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class FusionConfig(PreTrainedConfig):
     proto_pad: bool = False  # "proto" only: learn the embedding of the positions after a short answer (else zeros)
     proto_hard: bool = True  # "proto" only: the ECG positions hold the most likely answer (ties: their mean); gradients pass through the probabilities
     one_token_scale: float = 2.0  # "proto" only: extra scale of single-token answers (SmolLM2 under-reads one token among zero positions)
+    n_descriptors: int = 0  # the last `n_descriptors` of the `d_enc` channels are standardised signal descriptors (`ECGEncoder.set_descriptors`)
+    descriptor_alpha: float = DESCRIPTOR_ALPHA  # "proto" only: strength of the per-question descriptor weights (`ecgmeta.descriptors.descriptor_weights`)
 
     def __post_init__(self, **kwargs):
         if self.kind not in FUSION_KINDS:
@@ -71,6 +74,10 @@ class FusionConfig(PreTrainedConfig):
             raise ECGMetaError(f"a 'proto' fusion needs max_questions >= 1, max_answers >= 2, tau > 0, out_scale > 0 and "
                                f"one_token_scale > 0, got {self.max_questions}, {self.max_answers}, {self.tau}, {self.out_scale}, "
                                f"{self.one_token_scale}")
+        if not 0 <= self.n_descriptors < self.d_enc or not self.descriptor_alpha >= 0:
+            raise ECGMetaError(f"expected 0 <= n_descriptors < d_enc ({self.d_enc}) and descriptor_alpha >= 0, got "
+                               f"{self.n_descriptors} and {self.descriptor_alpha}; n_descriptors is the encoder's "
+                               "config.n_descriptors")
         super().__post_init__(**kwargs)
 
     @property
@@ -134,11 +141,12 @@ class ECGFusion(PreTrainedModel):
             self.post_init()
             return
         if c.kind == "proto":  # projection (meta-learned) -> per-question prototype head (fast weights) -> answer mixture
-            self.proj = nn.Linear(c.d_enc, c.d_enc)
+            d_own = c.d_enc - c.n_descriptors  # the encoder's own channels; descriptors bypass the projection
+            self.proj = nn.Linear(d_own, d_own)
             self.log_tau = nn.Parameter(torch.tensor(math.log(c.tau)))
             self.log_scale = nn.Parameter(torch.tensor(math.log(c.out_scale)))
             if c.proto_pad: self.pad = nn.Parameter(torch.zeros(c.n_queries, c.d_llm))  # positions after an answer's tokens
-            self.register_buffer("in_mean", torch.zeros(c.d_enc))  # centre of the meta-train embeddings (fit_input_stats)
+            self.register_buffer("in_mean", torch.zeros(d_own))  # centre of the meta-train embeddings (fit_input_stats)
             self.register_buffer("head_w", torch.zeros(c.max_questions, c.max_answers, c.d_enc), persistent=False)
             self.register_buffer("head_b", torch.zeros(c.max_questions, c.max_answers), persistent=False)
             self.post_init()
@@ -181,14 +189,16 @@ class ECGFusion(PreTrainedModel):
 
     def embed(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None,
               params: dict | None = None) -> torch.Tensor:  # `{"proj.weight", "proj.bias"}` to use instead of the module's
-        "'proto' only: the unit-length projected, centred pooled embedding `(N, d_enc)` that prototypes are built from."
+        "'proto' only: the unit-length projected, centred pooled embedding `(N, d_enc)` that prototypes are built from (descriptors appended as they are)."
         if tokens.ndim == 2: tokens = tokens[:, None]
         if token_mask is None: pooled = tokens.mean(1)
         else:
             m = token_mask.to(tokens.dtype)[..., None]
             pooled = (tokens * m).sum(1) / m.sum(1).clamp(min=1)
         p = params or {"proj.weight": self.proj.weight, "proj.bias": self.proj.bias}
-        return F.normalize(F.linear(pooled - self.in_mean.to(pooled.dtype), p["proj.weight"], p["proj.bias"]), dim=-1)
+        own, desc = pooled.split([self.config.d_enc - self.config.n_descriptors, self.config.n_descriptors], -1)
+        h = F.normalize(F.linear(own - self.in_mean.to(pooled.dtype), p["proj.weight"], p["proj.bias"]), dim=-1)
+        return torch.cat([h, desc], -1) if self.config.n_descriptors else h
 
     def answer_probs(self, h: torch.Tensor, groups: torch.Tensor, slot_mask: torch.Tensor) -> torch.Tensor:
         "'proto' only: probabilities `(N, A)` over the answers of each ECG's question (`slot_mask` `(G, A)`: real answers)."
@@ -248,6 +258,7 @@ class ECGFusion(PreTrainedModel):
         if f.ndim == 3: f = f.mean(1)
         if f.ndim != 2 or f.shape[1] != self.config.d_enc or len(f) < 2:
             raise ECGMetaError(f"expected features (N >= 2, T, {self.config.d_enc}) or (N >= 2, {self.config.d_enc}), got {tuple(features.shape)}")
+        if self.config.kind == "proto": f = f[:, :len(self.in_mean)]  # descriptors are standardised already
         self.in_mean.copy_(f.mean(0))
         if self.config.kind == "anchored": self.in_std.copy_(f.std(0).clamp(min=1e-4))
 
@@ -461,7 +472,7 @@ class CandidateScores:
 
 def _encoder_width(encoder) -> int | None:
     cfg = getattr(encoder, "config", None)
-    for a in ("hidden_size", "d_model", "embed_dim", "width", "dim"):
+    for a in ("token_width", "hidden_size", "d_model", "embed_dim", "width", "dim"):
         if cfg is not None and isinstance(getattr(cfg, a, None), int): return getattr(cfg, a)
     return None
 
@@ -503,6 +514,10 @@ class ECGLanguageModel(nn.Module):
         if w is not None and w != fusion.config.d_enc:
             raise FusionWidthError(f"the fusion module expects {fusion.config.d_enc}-wide encoder tokens but the encoder "
                                    f"emits {w}; build FusionConfig(d_enc={w}) or use the matching encoder")
+        k = getattr(getattr(encoder, "config", None), "n_descriptors", None)
+        if isinstance(k, int) and k != fusion.config.n_descriptors:
+            raise FusionWidthError(f"the encoder appends {k} signal descriptors to its tokens but the fusion module was built "
+                                   f"for {fusion.config.n_descriptors}; build FusionConfig(n_descriptors={k})")
         n = c.n_ecg_tokens
         if n is None:
             if fusion.config.kind != "mlp": n = fusion.config.n_queries
@@ -689,9 +704,22 @@ class ECGLanguageModel(nn.Module):
         onehot = F.one_hot(g[keep] * c.max_answers + a[keep], c.max_questions * c.max_answers).to(h.dtype).T  # (G*A, N')
         cnt = onehot.sum(1, keepdim=True)
         proto = (onehot @ h[keep]) / cnt.clamp(min=1)  # mean embedding per (group, answer); zero where no support
-        w = (2 * proto).view(c.max_questions, c.max_answers, -1)
-        b = (-(proto * proto).sum(-1) * (cnt[:, 0] > 0)).view(c.max_questions, c.max_answers)
+        scale = self._descriptor_scales(h[keep], g[keep], a[keep]).repeat_interleave(c.max_answers, 0)  # (G*A, d)
+        w = (2 * proto * scale).view(c.max_questions, c.max_answers, -1)
+        b = (-(proto * proto * scale).sum(-1) * (cnt[:, 0] > 0)).view(c.max_questions, c.max_answers)
         return {**params, "fusion.head_w": w, "fusion.head_b": b}
+
+    def _descriptor_scales(self, h: torch.Tensor, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        "`(max_questions, d)` weights of squared differences per question: 1 on the encoder's channels, `descriptor_weights` on descriptors."
+        c = self.fusion.config
+        out = torch.ones(c.max_questions, h.shape[-1], dtype=h.dtype, device=h.device)
+        if not c.n_descriptors: return out
+        from ecgmeta.descriptors import descriptor_weights
+        z = h[:, -c.n_descriptors:].detach()
+        for q in torch.unique(g).tolist():
+            sel = g == q
+            out[q, -c.n_descriptors:] = descriptor_weights(z[sel], a[sel], c.descriptor_alpha).to(h.dtype)
+        return out
 
     def inputs_embeds(self, batch: FusionBatch, features: torch.Tensor | None,
                       token_mask: torch.Tensor | None = None) -> torch.Tensor:

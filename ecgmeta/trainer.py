@@ -34,6 +34,7 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from .data import ECGMetaError
+from .descriptors import DESCRIPTOR_ALPHA
 from .meta import (Chunked, FeatureCache, MetaConfig, MetaLearner, MissingFeaturesError, NonFiniteLossError,
                           batch_loss, trainable_params)
 
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['log', 'RESUME_FREE', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
            'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'encoder_preprocess_config', 'build_data',
-           'answer_vocabulary', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
+           'answer_vocabulary', 'fit_run_descriptors', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
            'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots', 'slot_keys', 'expand_choices',
            'prepare_task', 'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint',
            'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics', 'plot_training', 'meta_train',
@@ -80,6 +81,8 @@ class MetaTrainConfig:
     fusion: str = "resampler"  # fusion kind: "mlp", "prefix", "resampler", "anchored" or "proto" (see `ecgmeta.fusion`)
     fusion_tokens: int = 8  # ECG positions per ECG in the prompt ("prefix"/"resampler")
     fusion_hidden: int | None = None  # internal width of the fusion module (None: its default)
+    descriptors: bool = False  # append standardised rhythm, morphology and quality descriptors (fitted on meta-train ECGs) to the encoder's tokens
+    descriptor_alpha: float = DESCRIPTOR_ALPHA  # "proto" fusion: strength of the per-question descriptor weights
     lora: bool = False  # LoRA adapters on the LLM (meta-learned with the fusion)
     lora_r: int = 8  # LoRA rank
     n_way: int = 5  # classes per episode
@@ -115,6 +118,8 @@ class MetaTrainConfig:
             if getattr(self, name) < 1: raise TrainerError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.query_loss not in ("lm", "choice"):
             raise TrainerError(f"query_loss must be 'lm' or 'choice', got {self.query_loss!r}")
+        if not self.descriptor_alpha >= 0:
+            raise TrainerError(f"descriptor_alpha must be >= 0, got {self.descriptor_alpha!r}")
         if self.query_loss == "choice" and self.micro_batch:
             raise TrainerError("query_loss='choice' scores every candidate of an item together and cannot split the query set "
                                f"into micro-batches (micro_batch={self.micro_batch}); set micro_batch=None or query_loss='lm'")
@@ -252,9 +257,22 @@ def answer_vocabulary(
     if (root / "ecgqa").exists(): out |= {it.answer_text for v in load_ecgqa(root).values() for it in v}
     return sorted(out)
 
+def fit_run_descriptors(
+    data: MetaData,  # the run's data (`build_data`)
+    progress: bool = False,  # progress bar
+) -> dict:
+    "Descriptor statistics (`ecgmeta.descriptors.fit_descriptor_stats`) of the meta-train ECGs, deterministic so that resumed runs agree."
+    from ecgmeta.descriptors import ecg_descriptors, fit_descriptor_stats
+    ids = sorted({e for c in data.train for it in c.items for e in it.ecg_ids})
+    fs = float(data.dataset.config.fs)
+    parts = [ecg_descriptors(*data.dataset.batch(ids[s:s + 256]), fs=fs)
+             for s in tqdm(range(0, len(ids), 256), desc="ECG descriptors", disable=not progress)]
+    return fit_descriptor_stats(np.concatenate(parts))
+
 def build_model(
     config: MetaTrainConfig,  # the run's configuration
     answers: Sequence[str] = (),  # "anchored" fusion: the answer vocabulary (`MetaData.answers`); empty: `answer_vocabulary(config)`
+    descriptor_stats: dict | None = None,  # `config.descriptors`: statistics for an encoder without them (`fit_run_descriptors`)
 ):
     "The `ECGLanguageModel` of a run (LLM frozen, fusion trainable, LoRA when on), on `config.device`."
     from ecgmeta.encoder import ECGEncoder, ECGEncoderConfig, load_pretrained_encoder
@@ -274,8 +292,14 @@ def build_model(
                                               num_heads=4, lead_dim=32, stem_channels=(16, 32)))
         else: enc = load_pretrained_encoder(config.encoder)
         enc.eval()
-        d_enc, d_llm = enc.config.hidden_size, llm.get_input_embeddings().embedding_dim
-        kw = dict(kind=config.fusion, d_enc=d_enc, d_llm=d_llm, n_queries=config.fusion_tokens)
+        if config.descriptors and enc.config.descriptors is None:
+            if descriptor_stats is None:
+                raise TrainerError("descriptors=True needs descriptor statistics for the encoder: pass "
+                                   "descriptor_stats=fit_run_descriptors(build_data(config)) (meta_train does)")
+            enc.set_descriptors(descriptor_stats)
+        d_enc, d_llm = enc.config.token_width, llm.get_input_embeddings().embedding_dim
+        kw = dict(kind=config.fusion, d_enc=d_enc, d_llm=d_llm, n_queries=config.fusion_tokens,
+                  n_descriptors=enc.config.n_descriptors, descriptor_alpha=config.descriptor_alpha)
         if config.fusion_hidden: kw["d_hidden"] = config.fusion_hidden
         if config.fusion == "mlp":
             with torch.no_grad():
@@ -687,7 +711,7 @@ def meta_train(
     if rank != 0: torch.distributed.barrier()  # process 0 builds the ECG cache first
     data = build_data(config, progress=progress and rank == 0)
     if rank == 0 and world > 1: torch.distributed.barrier()
-    model = build_model(config, data.answers)
+    model = build_model(config, data.answers, fit_run_descriptors(data, progress and rank == 0) if config.descriptors else None)
     cache = FeatureCache(lambda s, m: model.encode_ecgs(s.to(dev), m.to(dev)).float(), device=dev)
     ids = sorted({e for c in data.train + data.val for it in c.items for e in it.ecg_ids})
     t0 = time.perf_counter()
