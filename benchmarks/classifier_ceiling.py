@@ -32,6 +32,28 @@ from collections import defaultdict
 from pathlib import Path
 
 
+def own_vs_random(episodes, emb, pick, own: bool, seed: int = 0, key=lambda it: it.question_type):
+    """Accuracy (%) per `key(item)` of a classifier read with each query's own ECG (`own`) or another query's ECG of the
+    episode (the `random_ecg` derangement), and queries per second. `emb(ecg_ids) -> (n, d)` vectors;
+    `pick(X, y, q, ok) -> index into ok` answers one query from the support vectors `X` and labels `y` of the classes
+    `ok` that ask its question."""
+    import numpy as np
+    import torch
+    from ecgmeta.episodes import question_key
+    from ecgmeta.evaluate import _derangement
+    rng, acc, n, t = np.random.default_rng(seed), defaultdict(list), 0, time.perf_counter()
+    for ep in episodes:
+        s, q = emb([it.ecg_ids[0] for it in ep.support]), emb([it.ecg_ids[0] for it in ep.query])
+        if not own: q = q[torch.as_tensor(_derangement(len(q), rng))]
+        lab = torch.as_tensor(ep.support_labels)
+        for i, it in enumerate(ep.query):
+            ok = [c for c, cls in enumerate(ep.classes) if question_key(cls) == question_key(it)]
+            m = torch.isin(lab, torch.tensor(ok))
+            choice = ok[pick(s[m], lab[m], q[i], ok)] if len(ok) > 1 else ok[0]
+            acc[key(it)].append(float(choice == ep.query_labels[i])); n += 1
+    return {k: 100 * float(np.mean(v)) for k, v in sorted(acc.items())}, n / (time.perf_counter() - t)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -46,8 +68,7 @@ def main():
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from ecgmeta.episodes import question_key
-    from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _derangement, _plan, question_sets
+    from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _plan, question_sets
     from ecgmeta.descriptors import descriptor_weights
     from ecgmeta.trainer import build_data, build_model, config_from_dict, fit_run_descriptors
 
@@ -58,7 +79,7 @@ def main():
     t0 = time.perf_counter()
     train = build_data(tc)
     enc = build_model(tc, descriptor_stats=fit_run_descriptors(train) if tc.descriptors else None).encoder  # as the demo builds it
-    k = enc.config.n_descriptors
+    n_desc = enc.config.n_descriptors
     feats_train = ConditionFeatures(enc, train.dataset)
     if args.split == "val": test, feats = train.val, feats_train
     else:
@@ -68,7 +89,7 @@ def main():
     test_ids = sorted({e for c in test for it in c.items for e in it.ecg_ids})
     train_ids = sorted({e for c in train.train for it in c.items for e in it.ecg_ids})
     P, centre = pooled(feats, test_ids), pooled(feats_train, train_ids).mean(0)
-    centre[P.shape[1] - k:] = 0  # descriptors are standardised already and weighted per question below
+    centre[P.shape[1] - n_desc:] = 0  # descriptors are standardised already and weighted per question below
     enc_s = time.perf_counter() - t0
     row = {e: i for i, e in enumerate(test_ids)}
     cfg = demo.eval.__class__(n_way=(5,), k_shot=(5,), q_query=demo.eval.q_query, episodes=args.episodes,
@@ -86,24 +107,15 @@ def main():
         d = torch.cdist(q[None], X)[0]  # 1-NN
         return torch.stack([-d[y == c].min() for c in ok])
 
-    def run(kind, centred, own, seed=0, key=lambda it: it.question_type):
-        rng, acc, n = np.random.default_rng(seed), defaultdict(list), 0
+    def run(kind, centred, own, key=lambda it: it.question_type):
         def emb(ids):
             v = P[[row[e] for e in ids]] - (centre if centred else 0)
-            return torch.cat([F.normalize(v[:, :v.shape[1] - k], dim=-1), v[:, v.shape[1] - k:]], -1)
-        t = time.perf_counter()
-        for ep in episodes:
-            s, q = emb([it.ecg_ids[0] for it in ep.support]), emb([it.ecg_ids[0] for it in ep.query])
-            if not own: q = q[torch.as_tensor(_derangement(len(q), rng))]
-            lab = torch.as_tensor(ep.support_labels)
-            for i, it in enumerate(ep.query):
-                ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)]
-                m = torch.isin(lab, torch.tensor(ok))
-                sc = torch.ones(s.shape[1])
-                if k: sc[-k:] = descriptor_weights(s[m][:, -k:], lab[m]).sqrt()
-                pick = ok[int(scores(kind, s[m] * sc, lab[m], q[i] * sc, ok).argmax())] if len(ok) > 1 else ok[0]
-                acc[key(it)].append(float(pick == ep.query_labels[i])); n += 1
-        return {k: 100 * float(np.mean(v)) for k, v in sorted(acc.items())}, n / (time.perf_counter() - t)
+            return torch.cat([F.normalize(v[:, :v.shape[1] - n_desc], dim=-1), v[:, v.shape[1] - n_desc:]], -1)
+        def pick(X, y, q, ok):  # descriptors scaled by the square root of their per-question weight
+            sc = torch.ones(X.shape[1])
+            if n_desc: sc[-n_desc:] = descriptor_weights(X[:, -n_desc:], y).sqrt()
+            return int(scores(kind, X * sc, y, q * sc, ok).argmax())
+        return own_vs_random(episodes, emb, pick, own, key=key)
 
     types = sorted({it.question_type for ep in episodes for it in ep.query})
     print(f"{'classifier':>10} {'features':>8} | " + " | ".join(f"{t:>26}" for t in types))

@@ -80,8 +80,8 @@ def bench_select(data: Path, split: str, episodes: int, alphas: list[float]):
     import numpy as np
     import torch
     from ecgmeta.descriptors import descriptor_weights
-    from ecgmeta.episodes import question_key
-    from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _derangement, _plan, question_sets
+    from classifier_ceiling import own_vs_random  # the same own-vs-random ECG loop as the ceiling benchmark
+    from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _plan, question_sets
     from ecgmeta.qa import TEMPLATES
     from ecgmeta.trainer import build_data, build_model, config_from_dict, fit_run_descriptors
     demo = DemoConfig.load()
@@ -98,7 +98,6 @@ def bench_select(data: Path, split: str, episodes: int, alphas: list[float]):
         feats = ConditionFeatures(enc, train.dataset)
     cfg = demo.eval.__class__(n_way=(5,), k_shot=(5,), q_query=demo.eval.q_query, episodes=episodes, contrastive=True,
                               seed=demo.eval.seed, progress=False)
-    centre = None
     train_ids = sorted({e for c in train.train for it in c.items for e in it.ecg_ids})
     tr_feats = feats if split != "test" else ConditionFeatures(enc, train.dataset)
     centre = torch.cat([tr_feats.pooled(train_ids[s:s + 256]) for s in range(0, len(train_ids), 256)])[:, :-k].mean(0)
@@ -106,27 +105,17 @@ def bench_select(data: Path, split: str, episodes: int, alphas: list[float]):
         p = feats.pooled(ids)
         return torch.cat([torch.nn.functional.normalize(p[:, :-k] - centre, dim=-1), p[:, -k:]], -1)
     print(f"\nprototype head, contrastive 5-way 5-shot, {episodes} episodes per type; cells: own ECG / own - random ECG")
+    fam = lambda it: f"{it.question_type.removeprefix('single-')} {TEMPLATES[it.template_id].family}"
     summary = defaultdict(list)
     for gname, classes in groups.items():
         episodes_ = [job[-1] for job in _plan(classes, cfg)[0]]
         for alpha in alphas:
-            acc = {own: defaultdict(list) for own in (True, False)}
-            for own in (True, False):
-                rng = np.random.default_rng(0)
-                for ep in episodes_:
-                    s, q = emb([it.ecg_ids[0] for it in ep.support]), emb([it.ecg_ids[0] for it in ep.query])
-                    if not own: q = q[torch.as_tensor(_derangement(len(q), rng))]
-                    lab = torch.as_tensor(ep.support_labels)
-                    for i, it in enumerate(ep.query):
-                        ok = [c for c, key in enumerate(ep.classes) if question_key(key) == question_key(it)]
-                        m = torch.isin(lab, torch.tensor(ok))
-                        w = torch.cat([torch.ones(s.shape[1] - k), descriptor_weights(s[m][:, -k:], lab[m], alpha)])
-                        protos = torch.stack([s[lab == c].mean(0) for c in ok])
-                        pick = ok[int((((q[i] - protos) ** 2) * w).sum(-1).argmin())]
-                        acc[own][f"{it.question_type.removeprefix('single-')} {TEMPLATES[it.template_id].family}"].append(
-                            float(pick == ep.query_labels[i]))
-            a = {kk: 100 * np.mean(v) for kk, v in acc[True].items()}
-            r = {kk: 100 * np.mean(v) for kk, v in acc[False].items()}
+            def pick(X, y, q, ok):  # nearest prototype under the per-question weighted squared distance
+                w = torch.cat([torch.ones(X.shape[1] - k), descriptor_weights(X[:, -k:], y, alpha)])
+                protos = torch.stack([X[y == c].mean(0) for c in ok])
+                return int((((q - protos) ** 2) * w).sum(-1).argmin())
+            a, _ = own_vs_random(episodes_, emb, pick, True, key=fam)
+            r, _ = own_vs_random(episodes_, emb, pick, False, key=fam)
             summary[alpha] += [(a[kk], a[kk] - r[kk]) for kk in a]
             print(f"  {gname:10s} alpha {alpha:4.2f} | " + "  ".join(f"{kk}: {a[kk]:.1f}/{a[kk] - r[kk]:+.1f}" for kk in sorted(a)))
     print("  mean over families (own accuracy, own - random):")

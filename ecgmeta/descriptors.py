@@ -7,6 +7,8 @@ Docs: https://ecgmeta.github.io/ecgmeta/descriptors.html.md"""
 # %% ../nbs/00d_descriptors.ipynb #444984fb
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from scipy import signal as ss
@@ -27,10 +29,15 @@ DESCRIPTOR_GROUPS = {"rhythm": DESCRIPTOR_NAMES[:8], "morphology": DESCRIPTOR_NA
 MIN_SECONDS = 2.0  # shortest ECG with meaningful RR statistics
 DESCRIPTOR_ALPHA = 0.15  # default strength of `descriptor_weights`, chosen on meta-train and meta-val classes
 
-def _bandpass(x: np.ndarray, fs: float, lo: float, hi: float, order: int = 2) -> np.ndarray:
+@functools.lru_cache(maxsize=64)
+def _sos(fs: float, lo: float | None, hi: float | None, order: int = 2) -> np.ndarray:
+    "Butterworth second-order sections (designed once per rate and band: the design costs as much as the filtering)."
     ny = fs / 2
-    sos = ss.butter(order, [lo / ny, min(hi, 0.95 * ny) / ny], btype="band", output="sos")
-    return ss.sosfiltfilt(sos, x, axis=-1)
+    if lo is None: return ss.butter(order, hi / ny, btype="low", output="sos")
+    return ss.butter(order, [lo / ny, min(hi, 0.95 * ny) / ny], btype="band", output="sos")
+
+def _bandpass(x: np.ndarray, fs: float, lo: float | None, hi: float, order: int = 2) -> np.ndarray:
+    return ss.sosfiltfilt(_sos(float(fs), lo, hi, order), x, axis=-1)
 
 def r_peaks(signal: np.ndarray,  # `(leads, samples)` present leads in mV (any baseline)
             fs: float,  # sampling rate (Hz)
@@ -38,12 +45,16 @@ def r_peaks(signal: np.ndarray,  # `(leads, samples)` present leads in mV (any b
     "R-peak positions detected on all leads together."
     x = np.atleast_2d(np.asarray(signal, dtype=np.float64))
     x = x - np.median(x, axis=1, keepdims=True)
+    return _peaks(x, fs, _bandpass(x, fs, 0.5, 40.0))
+
+def _peaks(x: np.ndarray, fs: float, band: np.ndarray) -> np.ndarray:
+    "`r_peaks` of centred leads `x` whose 0.5-40 Hz band-pass `band` is already computed."
     q = _bandpass(x, fs, 5.0, 15.0)
     e = (np.diff(q, axis=1) ** 2 / (np.median(np.abs(q), axis=1, keepdims=True) ** 2 + 1e-8)).sum(0)
     w = max(1, int(round(0.12 * fs)))
     e = np.convolve(e, np.ones(w) / w, mode="same")
     pk, _ = ss.find_peaks(e, height=0.3 * np.percentile(e, 98), distance=max(1, int(0.25 * fs)))
-    ref, r = np.abs(_bandpass(x, fs, 0.5, 40.0)).sum(0), max(1, int(round(0.06 * fs)))
+    ref, r = np.abs(band).sum(0), max(1, int(round(0.06 * fs)))
     return np.unique([max(0, p - r) + int(np.argmax(ref[max(0, p - r):p + r + 1])) for p in pk]).astype(np.int64)
 
 # %% ../nbs/00d_descriptors.ipynb #79fe06b9
@@ -52,7 +63,7 @@ def _describe(x: np.ndarray, fs: float) -> np.ndarray:
     out = np.full(len(DESCRIPTOR_NAMES), np.nan)
     x = x - np.median(x, axis=1, keepdims=True)
     S, b = x.shape[1], _bandpass(x, fs, 0.5, 40.0)
-    pk = r_peaks(x, fs)
+    pk = _peaks(x, fs, b)
     if len(pk) >= 3:
         rr = np.diff(pk) / fs
         med, d = np.median(rr), np.diff(rr)
@@ -74,7 +85,7 @@ def _describe(x: np.ndarray, fs: float) -> np.ndarray:
     k = max(1, hf.shape[1] // W)
     rms = np.sqrt((hf[:, :k * W].reshape(len(x), k, -1) ** 2).mean(-1)) + 1e-6
     lead_hf = np.median(rms, 1)
-    lf = ss.sosfiltfilt(ss.butter(2, 0.5 / (fs / 2), btype="low", output="sos"), x, axis=-1).std(1) + 1e-6
+    lf = _bandpass(x, fs, None, 0.5).std(1) + 1e-6  # below 0.5 Hz
     amp = np.percentile(b, 99, axis=1) - np.percentile(b, 1, axis=1) + 1e-4
     out[12:] = (np.log(np.median(lead_hf)), np.log(lead_hf.max()), np.log((rms.max(1) / lead_hf).max()),
                 np.log(np.median(lf)), np.log(lf.max()), np.log(amp.min()), np.log(amp.max()), np.log(amp.max() / amp.min()))

@@ -199,9 +199,12 @@ class ConditionFeatures:
                  seed: int = 0,  # seed of the per-ECG noise
                  noise_kind: str = "emg",  # noise kind of the SNR conditions
                  batch_size: int = 64,  # ECGs per encoder call
-                 device: str | torch.device = "cpu"):  # where the encoder runs
+                 device: str | torch.device = "cpu",  # where the encoder runs
+                 descriptor_alpha: float | None = None):  # strength of the protonet baseline's descriptor weights; None: `DESCRIPTOR_ALPHA`
+        from ecgmeta.descriptors import DESCRIPTOR_ALPHA
         from ecgmeta.meta import FeatureCache
         self.encoder, self.dataset, self.seed, self.noise_kind, self.device = encoder.eval(), dataset, seed, noise_kind, torch.device(device)
+        self.descriptor_alpha = DESCRIPTOR_ALPHA if descriptor_alpha is None else float(descriptor_alpha)
         self._FeatureCache, self.batch_size = FeatureCache, batch_size
         self.caches: dict[Condition, object] = {}
         self.encode_seconds = 0.0
@@ -300,9 +303,13 @@ def _item_embeddings(ctx: EpisodeContext, items: Sequence[QAItem]) -> tuple[torc
     is_desc = (torch.arange(pooled.shape[1]) >= own.shape[1]).repeat(width)
     return torch.stack(out), is_desc
 
+def _descriptor_alpha(model) -> float | None:
+    "The descriptor strength of `model`'s fusion (None: no model, the default)."
+    return getattr(getattr(getattr(model, "fusion", None), "config", None), "descriptor_alpha", None)
+
 def protonet_answer(ctx: EpisodeContext) -> list[str]:
     "Answer of the nearest class prototype among classes asking the query's question (descriptors weighted per question)."
-    from ecgmeta.descriptors import DESCRIPTOR_ALPHA, descriptor_weights
+    from ecgmeta.descriptors import descriptor_weights
     ep = ctx.episode
     (s, is_desc), (q, _) = _item_embeddings(ctx, ep.support), _item_embeddings(ctx, ep.query)
     labels = torch.as_tensor(ep.support_labels)
@@ -314,7 +321,7 @@ def protonet_answer(ctx: EpisodeContext) -> list[str]:
             w = torch.ones(s.shape[1])
             if is_desc.any():
                 m = torch.isin(labels, torch.as_tensor(ok))
-                w[is_desc] = descriptor_weights(s[m][:, is_desc], labels[m], DESCRIPTOR_ALPHA)
+                w[is_desc] = descriptor_weights(s[m][:, is_desc], labels[m], ctx.features.descriptor_alpha)
             weights[key] = w
         protos = torch.stack([s[labels == c].mean(0) for c in ok])
         d = ((q[i] - protos) ** 2 * weights[key]).sum(-1)
@@ -666,7 +673,8 @@ def evaluate(model,  # meta-trained `ECGLanguageModel`, or None to run only `pro
     if features is None:
         enc = encoder if encoder is not None else getattr(model, "encoder", None)
         if enc is None: raise ECGMetaError("evaluate needs an ECG encoder: pass encoder= or a model with .encoder")
-        features = ConditionFeatures(enc, dataset, seed=config.seed, noise_kind=config.noise_kind)
+        features = ConditionFeatures(enc, dataset, seed=config.seed, noise_kind=config.noise_kind,
+                                     descriptor_alpha=_descriptor_alpha(model))
     ids = sorted({e for c in classes for it in c.items for e in it.ecg_ids})
     bs = features.batch_size
     for s in tqdm(range(0, len(ids), bs), desc="encoding ECGs", disable=not config.progress):
@@ -1021,7 +1029,8 @@ def evaluate_run(model, train_config, meta_config, data_dir: Path, config: EvalC
     "Evaluate a model on every question set; `(results, dataset)`. Extra sets get `ecgqa_share` of the time limit."
     sets, ptbxl = question_sets(data_dir, train_config, ecgqa, ecgqa_folds, qa_paths, min_items=max(config.k_shot) + config.q_query)
     ds = _dataset_for(sets, ptbxl, train_config, config.progress, model.encoder)
-    feats = ConditionFeatures(model.encoder, ds, seed=config.seed, noise_kind=config.noise_kind)
+    feats = ConditionFeatures(model.encoder, ds, seed=config.seed, noise_kind=config.noise_kind,
+                              descriptor_alpha=_descriptor_alpha(model))
     results, t0 = {}, time.perf_counter()
     names = list(sets)
     for i, name in enumerate(names):

@@ -27,7 +27,7 @@ def tiny(tmp_path, **kw):
 @pytest.mark.timeout(300)
 def test_demo_with_descriptors(tmp_path, capsys):
     "Meta-train and evaluate with descriptors: the saved encoder carries its statistics, tokens are wider, every baseline runs."
-    cfg = {"train": tiny(tmp_path), "eval": dict(n_way=[2], k_shot=[2], q_query=1, episodes=2), "report_reserve_s": 5, "ecgqa": False}
+    cfg = {"train": tiny(tmp_path, descriptor_alpha=0.3), "eval": dict(n_way=[2], k_shot=[2], q_query=1, episodes=2), "report_reserve_s": 5, "ecgqa": False}
     path = tmp_path / "demo.json"; path.write_text(json.dumps(cfg))
     out = tmp_path / "demo"
     rc = main(["demo", "--data", str(DATA), "--out", str(out), "--config", str(path), "--budget-minutes", "10", "--no-progress"])
@@ -35,7 +35,11 @@ def test_demo_with_descriptors(tmp_path, capsys):
     enc_cfg = json.loads((out / "run" / "model" / "encoder" / "config.json").read_text())
     assert enc_cfg["descriptors"]["names"] == list(DESCRIPTOR_NAMES)
     fus_cfg = json.loads((out / "run" / "model" / "fusion" / "config.json").read_text())
-    assert fus_cfg["n_descriptors"] == K and fus_cfg["d_enc"] == 32 + K
+    assert fus_cfg["n_descriptors"] == K and fus_cfg["d_enc"] == 32 + K and fus_cfg["descriptor_alpha"] == 0.3
+    from ecgmeta.evaluate import ConditionFeatures, _descriptor_alpha, load_run
+    model = load_run(out / "run")[0]
+    assert _descriptor_alpha(model) == 0.3  # the protonet baseline weighs descriptors as the fusion does
+    assert ConditionFeatures(model.encoder, None, descriptor_alpha=_descriptor_alpha(model)).descriptor_alpha == 0.3
     # the statistics are those of the meta-train ECGs, fitted again identically (what a resumed run relies on)
     tc = config_from_dict({**cfg["train"], "data_dir": str(DATA)})
     again = fit_run_descriptors(build_data(tc))
