@@ -69,7 +69,7 @@ def main():
     import torch
     import torch.nn.functional as F
     from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _plan, question_sets
-    from ecgmeta.descriptors import descriptor_weights
+    from ecgmeta.descriptors import distance_weights
     from ecgmeta.trainer import build_data, build_model, config_from_dict, fit_run_descriptors
 
     torch.set_num_threads(2)
@@ -111,9 +111,8 @@ def main():
         def emb(ids):
             v = P[[row[e] for e in ids]] - (centre if centred else 0)
             return torch.cat([F.normalize(v[:, :v.shape[1] - n_desc], dim=-1), v[:, v.shape[1] - n_desc:]], -1)
-        def pick(X, y, q, ok):  # descriptors scaled by the square root of their per-question weight
-            sc = torch.ones(X.shape[1])
-            if n_desc: sc[-n_desc:] = descriptor_weights(X[:, -n_desc:], y).sqrt()
+        def pick(X, y, q, ok):  # columns scaled by the square root of their per-question distance weight
+            sc = distance_weights(X, y, torch.arange(X.shape[1]) >= X.shape[1] - n_desc).sqrt()
             return int(scores(kind, X * sc, y, q * sc, ok).argmax())
         return own_vs_random(episodes, emb, pick, own, key=key)
 

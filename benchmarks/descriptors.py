@@ -79,7 +79,7 @@ def bench_throughput(data: Path, n: int):
 def bench_select(data: Path, split: str, episodes: int, alphas: list[float]):
     import numpy as np
     import torch
-    from ecgmeta.descriptors import descriptor_weights
+    from ecgmeta.descriptors import distance_weights
     from classifier_ceiling import own_vs_random  # the same own-vs-random ECG loop as the ceiling benchmark
     from ecgmeta.evaluate import ConditionFeatures, DemoConfig, _dataset_for, _plan, question_sets
     from ecgmeta.qa import TEMPLATES
@@ -111,7 +111,7 @@ def bench_select(data: Path, split: str, episodes: int, alphas: list[float]):
         episodes_ = [job[-1] for job in _plan(classes, cfg)[0]]
         for alpha in alphas:
             def pick(X, y, q, ok):  # nearest prototype under the per-question weighted squared distance
-                w = torch.cat([torch.ones(X.shape[1] - k), descriptor_weights(X[:, -k:], y, alpha)])
+                w = distance_weights(X, y, torch.arange(X.shape[1]) >= X.shape[1] - k, alpha)
                 protos = torch.stack([X[y == c].mean(0) for c in ok])
                 return int((((q - protos) ** 2) * w).sum(-1).argmin())
             a, _ = own_vs_random(episodes_, emb, pick, True, key=fam)

@@ -17,7 +17,8 @@ from .data import ECGMetaError
 
 # %% auto #0
 __all__ = ['DESCRIPTOR_NAMES', 'DESCRIPTOR_GROUPS', 'MIN_SECONDS', 'DESCRIPTOR_ALPHA', 'r_peaks', 'ecg_descriptors',
-           'fit_descriptor_stats', 'standardize_descriptors', 'descriptor_weights']
+           'fit_descriptor_stats', 'check_descriptor_stats', 'standardize_descriptors', 'descriptor_weights',
+           'distance_weights']
 
 # %% ../nbs/00d_descriptors.ipynb #ca5fa893
 DESCRIPTOR_NAMES = (
@@ -135,14 +136,22 @@ def fit_descriptor_stats(descriptors: np.ndarray,  # `(N, K)` descriptors of tra
     scale = np.where(q3 - q1 > 1e-8, (q3 - q1) / 1.349, 1.0)
     return {"names": list(DESCRIPTOR_NAMES), "center": [float(v) for v in med], "scale": [float(v) for v in scale]}
 
+def check_descriptor_stats(stats) -> dict:
+    "`stats` as `fit_descriptor_stats` returns them (this version's names, a centre and a positive scale each), or a clear error."
+    d = dict(stats)
+    names, c, sc = list(d.get("names", [])), list(d.get("center", [])), list(d.get("scale", []))
+    if names != list(DESCRIPTOR_NAMES) or len(c) != len(names) or len(sc) != len(names) or min(sc, default=0) <= 0:
+        raise ECGMetaError(f"descriptor statistics: expected the output of ecgmeta.descriptors.fit_descriptor_stats "
+                           f"({len(DESCRIPTOR_NAMES)} names, centres and positive scales), got {len(names)} names, {len(c)} "
+                           f"centres, {len(sc)} scales; refit them with fit_descriptor_stats on training ECGs")
+    return {"names": names, "center": [float(v) for v in c], "scale": [float(v) for v in sc]}
+
 def standardize_descriptors(descriptors,  # `(N, K)` descriptors (array or tensor)
                             stats: dict,  # `fit_descriptor_stats` output
                             clip: float = 5.0,  # absolute bound of standardised values
                            ) -> torch.Tensor:  # `(N, K)` float32
     "Descriptors centred and scaled by training statistics, clipped; undefined values become 0."
-    if list(stats.get("names", [])) != list(DESCRIPTOR_NAMES):
-        raise ECGMetaError(f"descriptor statistics name {len(stats.get('names', []))} descriptors that differ from this "
-                           f"version's {len(DESCRIPTOR_NAMES)}; refit them with fit_descriptor_stats")
+    stats = check_descriptor_stats(stats)
     d = torch.as_tensor(descriptors, dtype=torch.float32)
     z = (d - torch.tensor(stats["center"])) / torch.tensor(stats["scale"])
     return torch.nan_to_num(z, nan=0.0).clamp(-clip, clip)
@@ -164,3 +173,15 @@ def descriptor_weights(z: torch.Tensor,  # `(N, K)` standardised descriptors of 
     between = ((mu - mu.mean(0)) ** 2).mean(0) * (N / C)
     f = between / within.clamp(min=1e-3)
     return alpha * (f - 1).clamp(min=0) / K
+
+# %% ../nbs/00d_descriptors.ipynb #06b829d9
+def distance_weights(x: torch.Tensor,  # `(N, D)` support vectors of one question
+                     labels: torch.Tensor,  # `(N,)` answer of each
+                     is_descriptor: torch.Tensor,  # `(D,)` bool, True on descriptor columns
+                     alpha: float = DESCRIPTOR_ALPHA,  # strength of the descriptor weights
+                    ) -> torch.Tensor:  # `(D,)` weights of squared differences
+    "Per-column weights of a squared distance: 1 on embedding columns, `descriptor_weights` on descriptor columns."
+    w = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
+    if bool(is_descriptor.any()):
+        w[is_descriptor] = descriptor_weights(x[:, is_descriptor].detach(), labels, alpha).to(x.dtype)
+    return w

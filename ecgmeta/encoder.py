@@ -21,6 +21,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedMode
 from transformers.utils import ModelOutput
 
 from .data import LEADS12, ECGMetaError
+from .descriptors import check_descriptor_stats
 from .preprocess import PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -30,16 +31,6 @@ __all__ = ['logger', 'ECGEncoderConfig', 'ECGEncoderOutput', 'fourier_resample',
            'load_pretrained_encoder']
 
 # %% ../nbs/03_encoder.ipynb #6681f591
-def _check_descriptor_stats(stats) -> dict:
-    from ecgmeta.descriptors import DESCRIPTOR_NAMES
-    d = dict(stats)
-    names, c, sc = list(d.get("names", [])), list(d.get("center", [])), list(d.get("scale", []))
-    if names != list(DESCRIPTOR_NAMES) or len(c) != len(names) or len(sc) != len(names) or min(sc, default=0) <= 0:
-        raise ECGMetaError(f"ECGEncoderConfig.descriptors: expected the output of ecgmeta.descriptors.fit_descriptor_stats "
-                           f"({len(DESCRIPTOR_NAMES)} names, centres and positive scales), got {len(names)} names, {len(c)} "
-                           f"centres, {len(sc)} scales; refit with fit_descriptor_stats on training ECGs")
-    return {"names": names, "center": [float(v) for v in c], "scale": [float(v) for v in sc]}
-
 class ECGEncoderConfig(PretrainedConfig):
     "Configuration of `ECGEncoder`."
     model_type = "ecgmeta-encoder"
@@ -70,7 +61,7 @@ class ECGEncoderConfig(PretrainedConfig):
         if isinstance(preprocess, PreprocessConfig): preprocess = asdict(preprocess)
         self.preprocess = None if preprocess is None else {k: list(v) if isinstance(v, tuple) else v for k, v in dict(preprocess).items()}
         if self.preprocess is not None: self.preprocess_config()  # validates the fields now, not at first use
-        self.descriptors = None if descriptors is None else _check_descriptor_stats(descriptors)
+        self.descriptors = None if descriptors is None else check_descriptor_stats(descriptors)
         super().__init__(**kwargs)
 
     @property
@@ -305,7 +296,7 @@ class ECGEncoder(PreTrainedModel):
 
     def set_descriptors(self, stats: dict | None):  # `fit_descriptor_stats` output, or None to switch them off
         "Append (or stop appending) standardised signal descriptors to every token; the statistics are saved with the config."
-        self.config.descriptors = None if stats is None else _check_descriptor_stats(stats)
+        self.config.descriptors = None if stats is None else check_descriptor_stats(stats)
         return self
 
 # %% ../nbs/03_encoder.ipynb #3a58b36d

@@ -309,7 +309,7 @@ def _descriptor_alpha(model) -> float | None:
 
 def protonet_answer(ctx: EpisodeContext) -> list[str]:
     "Answer of the nearest class prototype among classes asking the query's question (descriptors weighted per question)."
-    from ecgmeta.descriptors import descriptor_weights
+    from ecgmeta.descriptors import distance_weights
     ep = ctx.episode
     (s, is_desc), (q, _) = _item_embeddings(ctx, ep.support), _item_embeddings(ctx, ep.query)
     labels = torch.as_tensor(ep.support_labels)
@@ -318,11 +318,8 @@ def protonet_answer(ctx: EpisodeContext) -> list[str]:
         ok = [c for c, k in enumerate(ep.classes) if question_key(k) == question_key(it)] or list(range(ep.n_way))
         key = tuple(ok)
         if key not in weights:
-            w = torch.ones(s.shape[1])
-            if is_desc.any():
-                m = torch.isin(labels, torch.as_tensor(ok))
-                w[is_desc] = descriptor_weights(s[m][:, is_desc], labels[m], ctx.features.descriptor_alpha)
-            weights[key] = w
+            m = torch.isin(labels, torch.as_tensor(ok))
+            weights[key] = distance_weights(s[m], labels[m], is_desc, ctx.features.descriptor_alpha)
         protos = torch.stack([s[labels == c].mean(0) for c in ok])
         d = ((q[i] - protos) ** 2 * weights[key]).sum(-1)
         out.append(answer_text(ep.classes[ok[int(torch.argmin(d))]][2]))

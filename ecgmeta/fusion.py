@@ -711,14 +711,13 @@ class ECGLanguageModel(nn.Module):
 
     def _descriptor_scales(self, h: torch.Tensor, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         "`(max_questions, d)` weights of squared differences per question: 1 on the encoder's channels, `descriptor_weights` on descriptors."
+        from ecgmeta.descriptors import distance_weights
         c = self.fusion.config
         out = torch.ones(c.max_questions, h.shape[-1], dtype=h.dtype, device=h.device)
         if not c.n_descriptors: return out
-        from ecgmeta.descriptors import descriptor_weights
-        z = h[:, -c.n_descriptors:].detach()
+        is_desc = torch.arange(h.shape[-1], device=h.device) >= h.shape[-1] - c.n_descriptors
         for q in torch.unique(g).tolist():
-            sel = g == q
-            out[q, -c.n_descriptors:] = descriptor_weights(z[sel], a[sel], c.descriptor_alpha).to(h.dtype)
+            out[q] = distance_weights(h[g == q], a[g == q], is_desc, c.descriptor_alpha)
         return out
 
     def inputs_embeds(self, batch: FusionBatch, features: torch.Tensor | None,
