@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from .data import ECGMetaError
+from .data import ECGMetaError, Rule, _is_int, check_fields
 
 # %% auto #0
 __all__ = ['Augmentation', 'LEAD_SUBSETS', 'NOISE_KINDS', 'lead_dropout', 'keep_leads', 'random_lead_subset', 'time_crop',
@@ -33,6 +33,10 @@ def _randn(shape, generator, device, dtype=torch.float32):
 
 
 def _check(x, mask):
+    if not torch.is_tensor(x) or x.dtype == torch.bool or x.is_complex():
+        raise ECGMetaError(f"Expected a real-valued tensor (batch, leads, samples), got {type(x).__name__} "
+                           f"{getattr(x, 'dtype', '')}; convert with torch.as_tensor(x, dtype=torch.float32).")
+    if not x.is_floating_point(): x = x.float()
     if x.ndim != 3:
         raise ECGMetaError(f"Expected a batch (batch, leads, samples), got shape {tuple(x.shape)}; add a batch axis with x[None].")
     if mask is None:
@@ -108,6 +112,8 @@ def time_crop(x: torch.Tensor,  # `(B, L, S)` signal
     "Random crop of `length` samples per record."
     x, mask = _check(x, mask)
     S = x.shape[-1]
+    if not _is_int(length) or length < 1:
+        raise ECGMetaError(f"time_crop: expected a positive integer length in samples, got {length!r}.")
     if length > S:
         raise ECGMetaError(f"Crop length {length} is longer than the signal ({S} samples); pad first or crop less.")
     start = torch.randint(S - length + 1, (x.shape[0],), generator=generator).to(x.device)
@@ -124,6 +130,8 @@ def amplitude_scale(x: torch.Tensor,  # `(B, L, S)` signal
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     "Multiply each record (or lead) by a log-uniform factor in `[low, high]`."
     x, mask = _check(x, mask)
+    if not (Rule.num(0, open_lo=True).ok(low) and Rule.num(0, open_lo=True).ok(high) and low <= high):
+        raise ECGMetaError(f"amplitude_scale: expected factors 0 < low <= high, got low={low!r}, high={high!r}.")
     shape = (x.shape[0], x.shape[1] if per_lead else 1, 1)
     f = torch.exp(math.log(low) + _rand(shape, generator, x.device) * (math.log(high) - math.log(low)))
     return x * f.to(x.dtype), mask
@@ -222,6 +230,14 @@ class AugmentConfig:
     scale: tuple[float, float] = (0.8, 1.25)  # amplitude factor range
     snr_db: tuple[float, float] = (5.0, 30.0)  # noise SNR range (dB)
     fs: float = 100.0  # sampling rate (Hz)
+
+    def __post_init__(self):
+        pos = Rule.num(0, open_lo=True)
+        check_fields(self, crop=Rule.int(1).optional(), p_random_leads=Rule.num(0, 1), p_drop=Rule.num(0, 1),
+                     scale=Rule.seq(pos, n=2), snr_db=Rule.seq(Rule.num(), n=2), fs=pos)
+        for f in ("scale", "snr_db"):
+            lo, hi = getattr(self, f)
+            if lo > hi: raise ECGMetaError(f"AugmentConfig.{f}={getattr(self, f)!r}: expected (low, high) with low <= high.")
 
 
 def default_view(cfg: AugmentConfig = AugmentConfig(),  # settings

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import LEADS12, PTBXL, ECGMetaError, DuplicateIdError, MissingRecordError, read_record
+from .data import (LEADS12, PTBXL, ECGMetaError, DuplicateIdError, MissingRecordError, _as_int,
+    _check_dat_sizes, read_header, read_record)
 from .preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,46 @@ def _work(arg):
     except (ECGMetaError, OSError) as e:
         return None, None, f"{type(e).__name__}: {e}"
 
+# %% ../nbs/00b_cache.ipynb #2d9e473a
+_CACHE_FILES = ("signals.npy", "masks.npy", "ids.npy", "meta.json")
+
+def _npy_layout(f: Path) -> tuple[tuple, np.dtype, int]:
+    "Shape, dtype and byte size that the header of the `.npy` file `f` promises."
+    with open(f, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0)(fh)
+        return shape, dtype, fh.tell() + int(np.prod(shape)) * dtype.itemsize
+
+def _cache_problem(path: Path, key: str, n_samples: int) -> str | None:
+    "Why the cache folder `path` cannot be used (`None` when it is complete and consistent)."
+    if missing := [f for f in _CACHE_FILES if not (path / f).is_file()]: return f"{missing} missing"
+    try:
+        meta = json.loads((path / "meta.json").read_text())
+        if not isinstance(meta, dict): raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e: return f"meta.json unreadable ({e})"
+    if (meta.get("version"), meta.get("key")) != (CACHE_VERSION, key):
+        return f"meta.json has version {meta.get('version')!r} and key {meta.get('key')!r}, expected {CACHE_VERSION} and {key}"
+    n = meta.get("n_records")
+    try:
+        for f, shape, dtype in (("signals.npy", (n, 12, n_samples), np.float32), ("masks.npy", (n, 12), np.bool_),
+                                ("ids.npy", None, None)):
+            got, got_dtype, size = _npy_layout(path / f)
+            if shape is not None and (got != shape or got_dtype != dtype):
+                return f"{f} holds {got_dtype} {got}, expected {np.dtype(dtype)} {shape}"
+            if f == "ids.npy" and got != (n,): return f"ids.npy holds {got} ids, expected ({n},)"
+            if (actual := (path / f).stat().st_size) != size:
+                return f"{f} has {actual} bytes, its header promises {size} (truncated or overwritten)"
+    except (OSError, ValueError) as e: return f"{f} unreadable ({e})"
+    return None
+
+def _discard(path:Path):
+    "Move a damaged cache folder out of the way (atomically), then delete it."
+    dead = path.with_name(f".damaged-{path.name}-{os.getpid()}-{time.time_ns()}")
+    try: os.rename(path, dead)
+    except FileNotFoundError: return  # another process removed it first
+    shutil.rmtree(dead, ignore_errors=True)
+
+
 # %% ../nbs/00b_cache.ipynb #a44ccfd6
 class CachedECGDataset(torch.utils.data.Dataset):
     "Preprocessed ECG records, memory-mapped from a cache keyed by the source files and the `PreprocessConfig`."
@@ -135,6 +176,8 @@ class CachedECGDataset(torch.utils.data.Dataset):
                 ):
         if not isinstance(config, PreprocessConfig):
             raise CacheError(f"config: expected a PreprocessConfig, got {type(config).__name__}.")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+            raise CacheError(f"num_workers: expected an integer >= 0 (0 builds in this process), got {num_workers!r}.")
         self.config, self.progress, self.num_workers = config, progress, int(num_workers)
         items, self.source_desc = _source_items(source, config, ids)
         if not items: raise CacheError(f"{self.source_desc}: no records selected; expected at least one id.")
@@ -142,14 +185,15 @@ class CachedECGDataset(torch.utils.data.Dataset):
         self.key = fp
         self.path = Path(cache_dir) / fp
         self.built = False
-        if not self._valid(self.path): self._build(items)
+        problem = _cache_problem(self.path, self.key, config.n_samples) if self.path.exists() else "absent"
+        if problem is not None:
+            if self.path.exists():
+                log.warning("cache %s is damaged (%s); rebuilding it", self.path, problem)
+                _discard(self.path)
+            self._build(items)
         self._load()
 
     # -- build -------------------------------------------------------------------------------------
-    @staticmethod
-    def _valid(path:Path) -> bool:
-        return all((path / f).exists() for f in ("signals.npy", "masks.npy", "ids.npy", "meta.json"))
-
     def _build(self, items):
         t0 = time.perf_counter()
         n, S = len(items), self.config.n_samples
@@ -193,7 +237,7 @@ class CachedECGDataset(torch.utils.data.Dataset):
                                  f"{skipped[0][1] if skipped else '?'}. Nothing was cached.")
             try: os.rename(tmp, self.path)
             except OSError:  # another process finished the same cache first: use theirs
-                if not self._valid(self.path): raise
+                if _cache_problem(self.path, self.key, S) is not None: raise
         finally:
             if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
         self.built = True
@@ -204,13 +248,13 @@ class CachedECGDataset(torch.utils.data.Dataset):
         log.info("cache %s: built %d records in %.1f s", self.path, n - len(skipped), time.perf_counter() - t0)
 
     def _load(self):
+        if (problem := _cache_problem(self.path, self.key, self.config.n_samples)) is not None:
+            raise CacheError(f"cache {self.path} is damaged: {problem}. Delete the folder {self.path} and run again to "
+                             "rebuild it (check the free disk space first).")
         self.meta = json.loads((self.path / "meta.json").read_text())
         self.signals = np.load(self.path / "signals.npy", mmap_mode="r")
         self.masks = np.load(self.path / "masks.npy")
         self.ids = np.load(self.path / "ids.npy")
-        if self.signals.shape[0] != len(self.ids) or self.masks.shape != (len(self.ids), 12):
-            raise CacheError(f"{self.path}: signals {self.signals.shape}, masks {self.masks.shape} and {len(self.ids)} ids "
-                             "disagree; the cache is damaged. Delete the folder and rebuild.")
         self.skipped = [(i, r) for i, r in self.meta["skipped"]]
         self._pos = {i: k for k, i in enumerate(self.ids.tolist())}
 
@@ -225,14 +269,15 @@ class CachedECGDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i:int) -> ECGSample:
         "The `i`-th sample (by position)."
+        i = _as_int(i, "CachedECGDataset index")
         if not -len(self) <= i < len(self): raise IndexError(f"index {i} out of range for {len(self)} records")
-        i = int(i) % len(self)
+        i %= len(self)
         return ECGSample(torch.from_numpy(np.array(self.signals[i])), torch.from_numpy(self.masks[i].copy()),
                          self.ids[i].item())
 
     def index_of(self, ecg_id) -> int:
         "Position of `ecg_id`; `CacheError` naming it (and whether it was skipped) when absent."
-        k = self._pos.get(ecg_id)
+        k = None if isinstance(ecg_id, (bool, np.bool_)) else self._pos.get(ecg_id)
         if k is None:
             why = next((r for i, r in self.skipped if i == ecg_id), None)
             raise CacheError(f"ecg_id {ecg_id!r} is not in the cache {self.path}" +
@@ -255,7 +300,7 @@ def data_info(
     path:Path,   # a PTB-XL root or a folder of WFDB records
 ) -> str:        # a printable summary
     "A text summary of a PTB-XL root (records, rates, leads, superclass counts per fold) or of a WFDB folder."
-    import pandas as pd, wfdb
+    import pandas as pd
     path = Path(path)
     if (path / "ptbxl_database.csv").exists():
         db = PTBXL(path)
@@ -266,18 +311,23 @@ def data_info(
         return head + db.summary().to_string()
     if not path.is_dir():
         raise MissingRecordError(f"{path}: expected a PTB-XL root or a folder of WFDB records; it is not a folder.")
-    rows = []
-    for h in sorted(path.rglob("*.hea")):
-        try: hdr = wfdb.rdheader(str(h.with_suffix("")))
-        except Exception as e:  # a broken header is listed, not fatal
-            rows.append(dict(record=str(h.relative_to(path).with_suffix("")), fs=None, leads=f"unreadable: {e}",
-                             seconds=None)); continue
-        rows.append(dict(record=str(h.relative_to(path).with_suffix("")), fs=hdr.fs, leads=" ".join(hdr.sig_name or []),
-                         seconds=round(hdr.sig_len / hdr.fs, 1) if hdr.sig_len and hdr.fs else None))
-    if not rows: raise MissingRecordError(f"{path}: no WFDB headers (*.hea) found.")
-    t = pd.DataFrame(rows)
-    rates = ", ".join(f"{fs:g} Hz: {n} records" for fs, n in t.fs.value_counts().items())
-    return f"WFDB folder {path}\nrecords: {len(t)}\nfs: {rates}\n\n" + t.to_string(index=False)
+    heads = sorted(path.rglob("*.hea"))
+    if not heads: raise MissingRecordError(f"{path}: no WFDB headers (*.hea) found; expected a folder of WFDB records.")
+    rows, broken = [], []
+    for h in heads:
+        name = str(h.relative_to(path).with_suffix(""))
+        try:
+            hdr = read_header(h.with_suffix(""))
+            _check_dat_sizes(hdr, h.with_suffix(""))
+        except ECGMetaError as e:  # a broken record is listed, not fatal
+            broken.append(f"  {name}: {e}"); continue
+        rows.append(dict(record=name, fs=hdr.fs, leads=" ".join(hdr.sig_name or []),
+                         seconds=round(hdr.sig_len / hdr.fs, 1) if hdr.sig_len else None))
+    t = pd.DataFrame(rows, columns=["record", "fs", "leads", "seconds"])
+    rates = ", ".join(f"{fs:g} Hz: {n} records" for fs, n in t.fs.value_counts().items()) or "none"
+    out = f"WFDB folder {path}\nrecords: {len(heads)} ({len(broken)} broken)\nfs: {rates}\n\n" + t.to_string(index=False)
+    if broken: out += f"\n\nbroken records ({len(broken)}):\n" + "\n".join(broken)
+    return out
 
 # %% ../nbs/00b_cache.ipynb #5a606679
 def _cmd_info(args) -> int:
@@ -296,9 +346,9 @@ def _cmd_cache(args) -> int:
                            baseline=args.baseline, normalize=None if args.normalize == "none" else args.normalize)
     src = Path(args.path)
     ids = None
-    if args.limit:
+    if args.limit is not None:
         if (src / "ptbxl_database.csv").exists(): src = PTBXL(src); ids = src.ids[:args.limit]
-        else: src = sorted(p.with_suffix("") for p in src.rglob("*.hea"))[:args.limit]
+        elif src.is_dir(): src = sorted(p.with_suffix("") for p in src.rglob("*.hea"))[:args.limit] or src
     ds = CachedECGDataset(src, Path(args.cache_dir), cfg, ids=ids, progress=not args.no_progress,
                           num_workers=args.num_workers)
     print(f"{len(ds)} records cached ({len(ds.skipped)} skipped), {'built' if ds.built else 'reused'}: {ds.path}")
@@ -307,6 +357,7 @@ def _cmd_cache(args) -> int:
 
 def register_cli(subparsers):
     "Add the `data` command group (`info`, `fetch`, `cache`) to the `ecgmeta` parser."
+    from ecgmeta.cli import nonnegative_int, positive_float, positive_int
     from ecgmeta.fetch import PTBXL_URL
     p = subparsers.add_parser("data", help="inspect, download and cache ECG data",
                               description="Inspect, download and cache ECG data.")
@@ -325,14 +376,14 @@ def register_cli(subparsers):
     c = sub.add_parser("cache", help="build (or reuse) the preprocessed, memmapped dataset cache")
     c.add_argument("path", help="PTB-XL root or a folder of WFDB records")
     c.add_argument("--cache-dir", required=True, help="parent folder of the cache")
-    c.add_argument("--fs", type=float, default=100, help="target sampling rate in Hz (default 100)")
-    c.add_argument("--seconds", type=float, default=10.0, help="target length in seconds (default 10)")
+    c.add_argument("--fs", type=positive_float, default=100, help="target sampling rate in Hz (default 100)")
+    c.add_argument("--seconds", type=positive_float, default=10.0, help="target length in seconds (default 10)")
     c.add_argument("--bandpass", type=float, nargs=2, default=(0.5, 40.0), metavar=("LOW", "HIGH"),
                    help="band-pass cut-offs in Hz (default 0.5 40)")
     c.add_argument("--no-bandpass", action="store_true", help="no band-pass filter")
     c.add_argument("--baseline", choices=["median", "highpass"], default=None, help="baseline-wander removal")
     c.add_argument("--normalize", choices=["zscore", "minmax", "none"], default="zscore", help="per-lead normalisation")
-    c.add_argument("--limit", type=int, default=0, help="only the first N records (0: all)")
-    c.add_argument("--num-workers", type=int, default=0, help="worker processes for building")
+    c.add_argument("--limit", type=positive_int, default=None, help="only the first N records (default: all)")
+    c.add_argument("--num-workers", type=nonnegative_int, default=0, help="worker processes for building (0: none)")
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_cmd_cache)

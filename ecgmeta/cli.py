@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
+import os
+import sys
 
 # %% auto #0
-__all__ = ['COMMANDS', 'build_parser', 'main']
+__all__ = ['COMMANDS', 'USER_OS_ERRORS', 'build_parser', 'error_line', 'main', 'positive_int', 'nonnegative_int',
+           'positive_float']
 
 # %% ../nbs/99_cli.ipynb #4b660c80
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,6 +37,8 @@ def _base_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
         epilog="Run `ecgmeta COMMAND --help` for the options of a command.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error instead of one line (also: ECGMETA_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     return parser, sub
 
@@ -55,9 +61,28 @@ def _find_command(argv: list[str]) -> str | None:
         if not a.startswith("-"): return None
     return None
 
+# the OS errors a user causes: missing files, permissions, a file where a folder is expected (and the reverse)
+USER_OS_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+_OS_FIXES = {FileNotFoundError: "check the path", PermissionError: "check the permissions or choose another path",
+             IsADirectoryError: "pass a file there, not a folder",
+             NotADirectoryError: "a file is in the way where a folder is expected; pass a folder",
+             FileExistsError: "a file is in the way where a folder is expected; pass a folder or move the file"}
+
+def error_line(e: BaseException) -> str:
+    "The one-line `ecgmeta: error: ...` message for a user error (an `ECGMetaError` or an OS error in `USER_OS_ERRORS`)."
+    if isinstance(e, OSError):
+        where = " -> ".join(str(f) for f in (e.filename, e.filename2) if f is not None) or "?"
+        fix = next(v for k, v in _OS_FIXES.items() if isinstance(e, k)) if isinstance(e, USER_OS_ERRORS) else "check the path"
+        msg = f"{(e.strerror or str(e)).lower()}: {where} ({type(e).__name__}); {fix}"
+    else: msg = str(e)
+    return "ecgmeta: error: " + " ".join(msg.split())
+
+def _debug(args) -> bool:
+    return bool(getattr(args, "debug", False)) or os.environ.get("ECGMETA_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `ecgmeta` command."
-    import sys
+    "Entry point of the `ecgmeta` command: user errors become one `ecgmeta: error:` line on stderr and exit status 2."
+    from ecgmeta.data import ECGMetaError
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_find_command(argv))
     args = parser.parse_args(argv)
@@ -70,4 +95,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         logging.getLogger(__name__).error("interrupted by the user")
         return 130
+    except (ECGMetaError, *USER_OS_ERRORS) as e:
+        if _debug(args): raise
+        print(error_line(e), file=sys.stderr)
+        return 2
     return int(rc or 0)
+
+
+# %% ../nbs/99_cli.ipynb #94a74efe
+def _number(s: str, kind: type, ok, want: str):
+    try: v = kind(s)
+    except (TypeError, ValueError): v = None
+    if v is None or not ok(v): raise argparse.ArgumentTypeError(f"expected {want}, got {s!r}")
+    return v
+
+def positive_int(s: str) -> int:
+    "argparse type: an integer >= 1."
+    return _number(s, int, lambda v: v >= 1, "a positive integer")
+
+def nonnegative_int(s: str) -> int:
+    "argparse type: an integer >= 0."
+    return _number(s, int, lambda v: v >= 0, "an integer >= 0")
+
+def positive_float(s: str) -> float:
+    "argparse type: a finite number > 0."
+    return _number(s, float, lambda v: math.isfinite(v) and v > 0, "a positive number")

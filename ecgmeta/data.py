@@ -8,13 +8,15 @@ Docs: https://ecgmeta.github.io/ecgmeta/data.html.md"""
 from __future__ import annotations
 
 import ast
+import difflib
+import json
 import logging
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -24,10 +26,11 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'LEADS12', 'FLAT_PTP_MV', 'BEAT_SYMBOLS', 'SUPERCLASSES', 'LABEL_KINDS', 'SPLITS', 'NOISE_COLUMNS',
-           'ECGMetaError', 'RecordReadError', 'UnknownLeadError', 'DuplicateLeadError', 'SignalQualityError',
-           'SamplingRateError', 'MissingRecordError', 'DuplicateIdError', 'canonical_lead', 'is_known_channel',
-           'Record', 'read_record', 'Annotation', 'RhythmInterval', 'Annotations', 'read_annotations', 'PTBXL']
+__all__ = ['log', 'PICKLE_SUFFIXES', 'LEADS12', 'FLAT_PTP_MV', 'BEAT_SYMBOLS', 'SUPERCLASSES', 'LABEL_KINDS', 'SPLITS',
+           'NOISE_COLUMNS', 'ECGMetaError', 'RecordReadError', 'UnknownLeadError', 'DuplicateLeadError',
+           'SignalQualityError', 'SamplingRateError', 'MissingRecordError', 'DuplicateIdError', 'Rule', 'check_fields',
+           'check_keys', 'read_json', 'canonical_lead', 'is_known_channel', 'Record', 'read_header', 'read_record',
+           'Annotation', 'RhythmInterval', 'Annotations', 'read_annotations', 'PTBXL']
 
 # %% ../nbs/00_data.ipynb #f275ff6c
 class ECGMetaError(ValueError):
@@ -53,6 +56,93 @@ class MissingRecordError(ECGMetaError):
 
 class DuplicateIdError(ECGMetaError):
     "The same id occurs more than once where ids must be unique."
+
+# %% ../nbs/00_data.ipynb #646eea47
+def _is_num(v) -> bool:
+    "Whether `v` is a real number (Python or numpy), not a bool."
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+def _is_int(v) -> bool:
+    "Whether `v` is an integer (Python or numpy), not a bool."
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+@dataclass(frozen=True)
+class Rule:
+    "A check of one config field: `ok(value) -> bool` and the words for what is expected."
+    ok: Callable[[object], bool]
+    want: str
+
+    def optional(self) -> Rule:
+        "The same rule, also accepting None."
+        return Rule(lambda v: v is None or self.ok(v), f"{self.want}, or None")
+
+    @staticmethod
+    def int(lo: int | None = None, hi: int | None = None) -> Rule:
+        "An integer (not a bool) in `[lo, hi]`."
+        want = "an integer" + (f" >= {lo}" if hi is None and lo is not None else f" in [{lo}, {hi}]" if lo is not None else "")
+        return Rule(lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), want)
+
+    @staticmethod
+    def num(lo: float | None = None, hi: float | None = None, open_lo: bool = False, open_hi: bool = False) -> Rule:
+        "A finite number (not a bool) between `lo` and `hi`, each bound closed unless `open_*`."
+        def ok(v):
+            return (_is_num(v) and math.isfinite(v) and (lo is None or (v > lo if open_lo else v >= lo))
+                    and (hi is None or (v < hi if open_hi else v <= hi)))
+        b = [f"{'>' if open_lo else '>='} {lo}"] * (lo is not None) + [f"{'<' if open_hi else '<='} {hi}"] * (hi is not None)
+        return Rule(ok, "a finite number" + (" " + " and ".join(b) if b else ""))
+
+    @staticmethod
+    def bool() -> Rule:
+        "True or False (not 0/1 and not a string)."
+        return Rule(lambda v: isinstance(v, (bool, np.bool_)), "true or false")
+
+    @staticmethod
+    def choice(*values) -> Rule:
+        "One of `values`."
+        return Rule(lambda v: any(v is x or (type(v) is type(x) and v == x) for x in values), f"one of {list(values)}")
+
+    @staticmethod
+    def seq(item: Rule, n: int | None = None, min_len: int = 1) -> Rule:
+        "A tuple or list of `n` items (or at least `min_len`), each passing `item`."
+        def ok(v): return (isinstance(v, (tuple, list)) and (len(v) == n if n is not None else len(v) >= min_len)
+                           and all(item.ok(x) for x in v))
+        return Rule(ok, f"a list of {n if n is not None else f'at least {min_len}'} item(s), each {item.want}")
+
+def check_fields(obj, what: str | None = None, **rules: Rule) -> None:
+    "Raise `ECGMetaError` naming the first field of `obj` whose value breaks its `Rule`."
+    for name, rule in rules.items():
+        v = getattr(obj, name)
+        try: good = bool(rule.ok(v))
+        except (TypeError, ValueError): good = False
+        if not good:
+            raise ECGMetaError(f"{what or type(obj).__name__}.{name}={v!r}: expected {rule.want}. Fix the value "
+                               f"(in the config file or the call).")
+
+
+# %% ../nbs/00_data.ipynb #76024395
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # weight files ecgmeta never loads: unpickling can run code
+
+def check_keys(d, known, source: str) -> None:
+    "Raise `ECGMetaError` when `d` is not a dict or has keys outside `known`, suggesting the closest known key."
+    if not isinstance(d, dict):
+        raise ECGMetaError(f"{source}: expected a JSON object (a dict of fields), got {type(d).__name__} {str(d)[:80]!r}.")
+    known = list(known)
+    if unknown := sorted(map(str, set(d) - set(known))):
+        hints = "; ".join(f"{k!r} -> {h[0]!r}?" for k in unknown if (h := difflib.get_close_matches(k, known, 1)))
+        raise ECGMetaError(f"{source}: unknown key(s) {unknown}{f' ({hints})' if hints else ''}; expected some of "
+                           f"{sorted(known)}. Fix the spelling: an unknown key would otherwise be ignored.")
+
+def read_json(path: str | Path,  # a JSON file
+              what: str = "JSON file",  # what the file is, for messages ("config file", "meta.json", ...)
+             ):
+    "The parsed content of `path`; a missing, unreadable or invalid file is an `ECGMetaError` naming it."
+    path = Path(path)
+    if not path.is_file():
+        raise ECGMetaError(f"{what} {path} does not exist{' (it is a folder)' if path.is_dir() else ''}; pass an existing "
+                           "JSON file.")
+    try: return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ECGMetaError(f"{what} {path} is not valid JSON ({e}); fix or recreate the file.") from None
 
 # %% ../nbs/00_data.ipynb #31582b4f
 LEADS12 = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")  # canonical lead order
@@ -210,6 +300,52 @@ def _map_channels(names: Sequence[str], path: Path, lead_map: dict | None) -> li
         seen[c] = n
     return out
 
+# %% ../nbs/00_data.ipynb #d37a2265
+_WFDB_ERRORS = (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, ZeroDivisionError,
+                EOFError, OSError)  # what wfdb raises on a malformed header or signal file
+
+def _check_fs(fs, what: str) -> float:
+    "`fs` as a positive finite float, else `SamplingRateError` naming `what`."
+    f = float(fs) if _is_num(fs) else math.nan
+    if not (math.isfinite(f) and f > 0):
+        raise SamplingRateError(f"{what}: expected a positive sampling rate in Hz, got {fs!r}.")
+    return f
+
+def _record_line(p: Path) -> list[str]:
+    "The fields of the record line (the first line that is not a comment) of `p.hea`."
+    try: text = p.with_name(p.name + ".hea").read_text(errors="replace")
+    except OSError as e:
+        raise RecordReadError(f"Cannot read header {p}.hea ({e.strerror or e}); check the file and its permissions.") from e
+    return next((l.split() for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")), [])
+
+def _check_header(hdr, p: Path):
+    "Raise `RecordReadError` when the header's sampling rate is not a positive number or a signal has no name."
+    fields = _record_line(p)
+    raw = fields[2] if len(fields) > 2 else None  # omitted: WFDB's default of 250 Hz
+    try: f = float(raw.split("/")[0].split("(")[0]) if raw is not None else float(hdr.fs)
+    except (TypeError, ValueError): f = math.nan
+    if not (math.isfinite(f) and f > 0 and math.isclose(f, float(hdr.fs or 0), rel_tol=1e-9)):
+        raise RecordReadError(f"Header {p}.hea gives the sampling rate {raw if raw is not None else hdr.fs!r}; expected a "
+                              f"positive number of Hz as the third field of its record line (e.g. `00001_lr 12 100 1000`). "
+                              f"Fix the header.")
+    names = list(hdr.sig_name or [])
+    if unnamed := [i for i, n in enumerate(names) if not (isinstance(n, str) and n.strip())]:
+        raise RecordReadError(f"Header {p}.hea gives no channel name for signal(s) {unnamed} of {len(names)}; expected a "
+                              f"lead name (I, II, ..., V6) at the end of every signal line. Add the names to the header.")
+
+def read_header(
+    path: str | Path,  # WFDB record path, without extension (a `.hea` suffix is accepted)
+):  # the wfdb header (`fs`, `sig_name`, `sig_len`, `units`, `file_name`, ...)
+    "Parse a WFDB header and check it: a positive finite sampling rate and a name for every channel."
+    p = _resolve_path(path)
+    try: hdr = wfdb.rdheader(str(p))
+    except _WFDB_ERRORS as e:
+        raise RecordReadError(f"Cannot parse header {p}.hea: {type(e).__name__}: {e}. Expected a WFDB header (a record "
+                              f"line `<name> <signals> <fs> <samples>`, then one line per signal).") from e
+    _check_header(hdr, p)
+    return hdr
+
+
 # %% ../nbs/00_data.ipynb #b5f1735f
 def read_record(
     path: str | Path,  # WFDB record path, without extension (a `.hea` suffix is accepted)
@@ -220,17 +356,15 @@ def read_record(
 ) -> Record:
     "Read a WFDB record into a `Record`: float32 `(12, n)` mV signal in `LEADS12` order with a lead mask."
     p = _resolve_path(path)
+    if fs is not None: fs = _check_fs(fs, "read_record(fs=...)")
     try: rec = wfdb.rdrecord(str(p), physical=False)  # parses the header once; checks follow on `rec`
-    except Exception as e:
-        try: hdr = wfdb.rdheader(str(p))
-        except Exception as e2:
-            raise RecordReadError(f"Cannot parse header {p}.hea: {type(e2).__name__}: {e2}. "
-                                  f"Expected a WFDB header.") from e2
-        _check_dat_sizes(hdr, p)  # a truncated file is the usual cause: name it
+    except _WFDB_ERRORS as e:
+        _check_dat_sizes(read_header(p), p)  # a broken header or a truncated file is the usual cause: name it
         raise RecordReadError(f"wfdb cannot read record {p}: {type(e).__name__}: {e}. "
                               f"Check that the .hea and signal files belong together and are complete.") from e
     hdr = rec
-    if fs is not None and not math.isclose(float(hdr.fs), float(fs), rel_tol=1e-6):
+    _check_header(hdr, p)
+    if fs is not None and not math.isclose(float(hdr.fs), fs, rel_tol=1e-6):
         raise SamplingRateError(
             f"Record {p} is sampled at {float(hdr.fs):g} Hz, but fs={float(fs):g} Hz was requested. Resample it with "
             f"ecgmeta.preprocess.resample, read the file made at {float(fs):g} Hz, or pass fs=None.")
@@ -364,16 +498,16 @@ def read_annotations(
         raise MissingRecordError(f"Annotation file {f} does not exist; expected '<record>.{extension}'. "
                                  f"Check the path and the extension argument.")
     try: a = wfdb.rdann(str(p), extension)
-    except Exception as e:
+    except _WFDB_ERRORS as e:
         raise RecordReadError(f"wfdb cannot read annotation file {f}: {type(e).__name__}: {e}.") from e
     n = None
     if p.with_name(p.name + ".hea").exists():
-        try: n = wfdb.rdheader(str(p)).sig_len
-        except Exception: log.warning("Cannot read header %s.hea; rhythm intervals end at the last annotation.", p)
-    fs = float(a.fs) if a.fs else None
-    if fs is None:
+        try: n = read_header(p).sig_len
+        except RecordReadError as e: log.warning("%s; rhythm intervals end at the last annotation.", e)
+    if a.fs is None:
         raise RecordReadError(f"Annotation file {f} has no sampling rate and no readable header {p}.hea; "
                               f"expected one of them to give fs.")
+    fs = _check_fs(a.fs, f"Annotation file {f}")
     aux = a.aux_note or [""] * len(a.sample)
     clean = [(x or "").replace("\x00", "").strip() for x in aux]
     clean = ["" if x == "None" else x for x in clean]  # CPSC 2021 writes the literal 'None' on beats
@@ -391,14 +525,80 @@ SPLITS = {"train": tuple(range(1, 9)), "val": (9,), "test": (10,)}  # recommende
 NOISE_COLUMNS = ("baseline_drift", "static_noise", "burst_noise", "electrodes_problems")  # PTB-XL noise columns
 _PTBXL_FILES = ("ptbxl_database.csv", "scp_statements.csv")
 
-def _parse_scp(s, ecg_id) -> dict:
+def _parse_scp(s, ecg_id, f: str | Path = "ptbxl_database.csv") -> dict:
     try: d = ast.literal_eval(s) if isinstance(s, str) else {}
-    except (ValueError, SyntaxError) as e:
-        raise ECGMetaError(f"ptbxl_database.csv: scp_codes of ecg_id {ecg_id} is not a dict literal: {s!r} ({e}); "
+    except (ValueError, SyntaxError, TypeError, RecursionError) as e:
+        raise ECGMetaError(f"{f}: scp_codes of ecg_id {ecg_id} is not a dict literal: {s!r} ({e}); "
                            f"expected e.g. \"{{'NORM': 100.0}}\".") from e
     if not isinstance(d, dict):
-        raise ECGMetaError(f"ptbxl_database.csv: scp_codes of ecg_id {ecg_id} is {type(d).__name__}, expected a dict.")
+        raise ECGMetaError(f"{f}: scp_codes of ecg_id {ecg_id} is {type(d).__name__}, expected a dict.")
+    bad = {k: v for k, v in d.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)}
+    if bad:
+        raise ECGMetaError(f"{f}: scp_codes of ecg_id {ecg_id} has non-numeric likelihood(s) {bad!r}; "
+                           f"expected numbers 0-100 such as {{'NORM': 100.0}}. Fix that row or re-download the file.")
     return {str(k): float(v) for k, v in d.items()}
+
+# %% ../nbs/00_data.ipynb #020143f8
+def _as_int(v, what: str = "ecg_id") -> int:
+    "`v` as an int: Python or numpy integers and whole floats; bools, fractions, NaN and strings are errors."
+    if _is_int(v): return int(v)
+    if isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer(): return int(v)
+    raise ECGMetaError(f"{what}: expected an integer, got {v!r} ({type(v).__name__}). Pass whole numbers such as 1 "
+                       f"or np.int64(1).")
+
+def _int_ids(ids, what: str = "ecg_id") -> np.ndarray:
+    "`ids` (one id or several) as a 1-D int64 array, refusing anything `_as_int` refuses."
+    a = np.asarray(ids)
+    mixed = isinstance(ids, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in ids)
+    if a.dtype.kind in "iu" and not mixed: return np.atleast_1d(a).astype(np.int64).ravel()
+    return np.array([_as_int(v, what) for v in np.atleast_1d(np.asarray(ids, dtype=object)).ravel()], dtype=np.int64)
+
+def _read_csv(f: Path, **kw) -> pd.DataFrame:
+    "`pd.read_csv(f)`, with a file that is not a readable CSV reported as an `ECGMetaError` naming it."
+    try: return pd.read_csv(f, **kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ECGMetaError(f"Cannot read {f} as CSV ({type(e).__name__}: {str(e).strip()[:200]}); expected the file of "
+                           f"the official PTB-XL release. Re-download it with `ecgmeta data fetch ptbxl`.") from e
+
+def _safe_relpath(v) -> bool:
+    "Whether `v` is a non-empty relative path that stays inside the root (no absolute path, no '..')."
+    if not isinstance(v, str) or not v.strip(): return False
+    p = PurePosixPath(v.replace("\\", "/"))
+    return not (p.is_absolute() or re.match(r"^[A-Za-z]:", v) or ".." in p.parts)
+
+def _check_column(db: pd.DataFrame, col: str, f: Path, want: str, ok) -> None:
+    "Raise `ECGMetaError` naming the ecg_ids (index of `db`) whose `col` fails `ok`."
+    bad = db.index[~np.asarray(ok, dtype=bool)]
+    if len(bad):
+        vals = db.loc[bad[:5], col].tolist()
+        raise ECGMetaError(f"{f}: column {col} must hold {want}; ecg_id(s) {bad[:5].tolist()}"
+                           f"{' ...' if len(bad) > 5 else ''} have {vals!r}. Fix those rows or re-download the file.")
+
+def _check_db_columns(db: pd.DataFrame, f: Path) -> pd.DataFrame:
+    "Check and convert every PTB-XL column ecgmeta uses (index: ecg_id); errors name the rows."
+    num = {c: pd.to_numeric(db[c], errors="coerce") for c in ("strat_fold", "patient_id", "age", "sex") if c in db}
+    fold = num["strat_fold"]
+    _check_column(db, "strat_fold", f, "an integer fold 1-10", fold.between(1, 10) & (fold % 1 == 0))
+    db["strat_fold"] = fold.astype(np.int64)
+    for c, want, ok in (("patient_id", "a number", lambda v: v.notna()), ("age", "a number of years", lambda v: v >= 0),
+                        ("sex", "0 (male) or 1 (female)", lambda v: v.isin([0, 1]))):
+        if c in num: _check_column(db, c, f, f"{want} (or nothing)", ok(num[c]) | db[c].isna())
+        if c in num: db[c] = num[c]
+    for c in ("filename_lr", "filename_hr"):
+        _check_column(db, c, f, "a record path relative to the PTB-XL root (no absolute path, no '..')",
+                      [_safe_relpath(v) for v in db[c]])
+    return db
+
+def _load_statements(f: Path) -> pd.DataFrame:
+    "`scp_statements.csv` with its flag columns checked and numeric."
+    st = _read_csv(f, index_col=0)
+    for c in ("diagnostic", "form", "rhythm"):
+        if c in st and (bad := st.index[pd.to_numeric(st[c], errors="coerce").isna() & st[c].notna()].tolist()):
+            raise ECGMetaError(f"{f}: column {c} must hold 1 or nothing; statement(s) {bad[:5]} have "
+                               f"{st.loc[bad[:5], c].tolist()!r}. Fix those rows or re-download the file.")
+        if c in st: st[c] = pd.to_numeric(st[c], errors="coerce")
+    return st
+
 
 # %% ../nbs/00_data.ipynb #e18d7a1a
 class _Column:
@@ -428,9 +628,7 @@ class PTBXL:
                  fs: int = 100,  # default sampling rate of `record` and `record_path` (100 or 500)
                 ):
         self.root = Path(root)
-        if int(fs) not in (100, 500):
-            raise SamplingRateError(f"PTBXL fs={fs}; expected 100 or 500 (the rates PTB-XL ships).")
-        self.fs = int(fs)
+        self.fs = self._fs(100 if fs is None else fs)
         if not self.root.is_dir():
             raise MissingRecordError(f"PTB-XL root {self.root} is not a folder; expected the folder holding "
                                      f"ptbxl_database.csv. Download it with `ecgmeta data fetch ptbxl --dest DIR`.")
@@ -439,22 +637,27 @@ class PTBXL:
             raise MissingRecordError(f"PTB-XL root {self.root} lacks {missing}; expected the official layout "
                                      f"({', '.join(_PTBXL_FILES)}, records100/, records500/). Point root at the "
                                      f"unpacked release or fetch it with `ecgmeta data fetch ptbxl --dest DIR`.")
-        self.statements = pd.read_csv(self.root / "scp_statements.csv", index_col=0)
+        self.statements = _load_statements(self.root / "scp_statements.csv")
         self.db = self._load_db(self.root / "ptbxl_database.csv")
         self.ids = self.db.index.to_numpy()
         self._labels: dict[str, pd.DataFrame] = {}  # multi-hot tables, built on first use
 
     def _load_db(self, f: Path) -> pd.DataFrame:
-        db = pd.read_csv(f)
+        db = _read_csv(f)
         need = {"ecg_id", "scp_codes", "strat_fold", "filename_lr", "filename_hr", "patient_id"}
         if miss := sorted(need - set(db.columns)):
             raise ECGMetaError(f"{f} lacks column(s) {miss}; expected the official PTB-XL columns.")
+        eid = pd.to_numeric(db.ecg_id, errors="coerce")
+        if len(bad := np.flatnonzero(~(eid.notna() & (eid % 1 == 0)).to_numpy())):
+            raise ECGMetaError(f"{f}: column ecg_id must hold whole numbers; CSV line(s) {(bad[:5] + 2).tolist()} have "
+                               f"{db.ecg_id.iloc[bad[:5]].tolist()!r}. Fix those rows or re-download the file.")
+        db["ecg_id"] = eid.astype(np.int64)
         dup = db.ecg_id[db.ecg_id.duplicated()].unique()
         if len(dup):
             raise DuplicateIdError(f"{f} lists ecg_id(s) {sorted(int(i) for i in dup)[:20]} more than once; expected "
                                    f"unique ids. Remove the duplicated rows.")
-        db = db.set_index("ecg_id")
-        db["scp_codes"] = [_parse_scp(s, i) for i, s in zip(db.index, db.scp_codes)]
+        db = _check_db_columns(db.set_index("ecg_id"), f)
+        db["scp_codes"] = [_parse_scp(s, i, f) for i, s in zip(db.index, db.scp_codes)]
         st = self.statements
         def pick(flag, col=None):
             ok = st.index[st[flag] == 1] if flag in st else st.index[:0]
@@ -471,7 +674,9 @@ class PTBXL:
         return db
 
     def __len__(self): return len(self.db)
-    def __contains__(self, ecg_id): return ecg_id in self.db.index
+    def __contains__(self, ecg_id):
+        try: return _as_int(ecg_id) in self.db.index
+        except ECGMetaError: return False
     def __repr__(self): return f"PTBXL({str(self.root)!r}, {len(self)} records, fs={self.fs})"
 
     @property
@@ -481,7 +686,7 @@ class PTBXL:
 
     def check_ids(self, ids) -> np.ndarray:
         "`ids` as an int array; raise `MissingRecordError` listing those not in the database."
-        ids = np.atleast_1d(np.asarray(ids)).astype(np.int64)
+        ids = _int_ids(ids)
         miss = ids[~np.isin(ids, self.ids)]
         if len(miss):
             raise MissingRecordError(f"ecg_id(s) {miss[:20].tolist()}{' ...' if len(miss) > 20 else ''} not in "
@@ -510,11 +715,11 @@ class PTBXL:
         return self._labels[kind].copy()
 
     def _fs(self, fs) -> int:
-        fs = self.fs if fs is None else int(fs)
-        if fs not in (100, 500):
-            raise SamplingRateError(f"fs={fs}; PTB-XL ships records at 100 Hz (records100/) and 500 Hz (records500/). "
+        fs = self.fs if fs is None else fs
+        if isinstance(fs, (bool, np.bool_)) or not isinstance(fs, (int, float, np.integer, np.floating)) or fs not in (100, 500):
+            raise SamplingRateError(f"fs={fs!r}; PTB-XL ships records at 100 Hz (records100/) and 500 Hz (records500/). "
                                     f"Pass fs=100 or 500 and resample with ecgmeta.preprocess.resample.")
-        return fs
+        return int(fs)
 
     def record_path(self, ecg_id: int, fs: int | None = None) -> Path:
         "Path (without extension) of the record `ecg_id` at `fs` Hz (default `self.fs`)."
@@ -534,7 +739,7 @@ class PTBXL:
         p = self.record_path(ecg_id, fs)
         missing = [p.with_name(p.name + s) for s in (".hea", ".dat") if not p.with_name(p.name + s).exists()]
         if missing:
-            msg = f"Record file(s) {[str(m) for m in missing]} of ecg_id {int(ecg_id)} at {fs} Hz do not exist."
+            msg = f"Record file(s) {[str(m) for m in missing]} of ecg_id {_as_int(ecg_id)} at {fs} Hz do not exist."
             inc = self.root / "records500_included.txt"
             if fs == 500 and inc.exists():
                 n = sum(1 for l in inc.read_text().splitlines() if l.strip())

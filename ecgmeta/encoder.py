@@ -13,14 +13,16 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from .data import LEADS12, ECGMetaError
+from .data import LEADS12, PICKLE_SUFFIXES, ECGMetaError, Rule, _is_num, check_fields, check_keys, read_json
 from .descriptors import check_descriptor_stats
 from .preprocess import PreprocessConfig
 
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['logger', 'ECGEncoderConfig', 'ECGEncoderOutput', 'fourier_resample', 'ECGEncoder', 'resolve_checkpoint',
-           'load_pretrained_encoder']
+           'load_safetensors', 'load_pretrained_encoder']
 
 # %% ../nbs/03_encoder.ipynb #6681f591
 class ECGEncoderConfig(PretrainedConfig):
@@ -56,11 +58,15 @@ class ECGEncoderConfig(PretrainedConfig):
     ):
         self.n_leads, self.fs, self.patch_size, self.window_patches = n_leads, fs, patch_size, window_patches
         self.hidden_size, self.num_layers, self.num_heads, self.mlp_ratio = hidden_size, num_layers, num_heads, mlp_ratio
-        self.stem_channels, self.lead_dim, self.dropout, self.initializer_range = list(stem_channels), lead_dim, dropout, initializer_range
-        self.amplitude = bool(amplitude)
+        self.stem_channels, self.lead_dim, self.dropout, self.initializer_range = stem_channels, lead_dim, dropout, initializer_range
+        self.amplitude = amplitude
         if isinstance(preprocess, PreprocessConfig): preprocess = asdict(preprocess)
-        self.preprocess = None if preprocess is None else {k: list(v) if isinstance(v, tuple) else v for k, v in dict(preprocess).items()}
-        if self.preprocess is not None: self.preprocess_config()  # validates the fields now, not at first use
+        if preprocess is not None and not isinstance(preprocess, dict):
+            raise ECGMetaError(f"ECGEncoderConfig.preprocess={preprocess!r}: expected a dict of PreprocessConfig fields, "
+                               "a PreprocessConfig, or None.")
+        self.preprocess = None if preprocess is None else {k: list(v) if isinstance(v, tuple) else v for k, v in preprocess.items()}
+        self._check_fields()  # types and ranges now, not minutes later inside torch
+        self.stem_channels = list(self.stem_channels)
         self.descriptors = None if descriptors is None else check_descriptor_stats(descriptors)
         super().__init__(**kwargs)
 
@@ -77,10 +83,23 @@ class ECGEncoderConfig(PretrainedConfig):
     def preprocess_config(self) -> PreprocessConfig:
         "The `PreprocessConfig` the encoder's input must be prepared with (`PreprocessConfig()` when none is recorded)."
         if self.preprocess is None: return PreprocessConfig()
-        try: return PreprocessConfig(**self.preprocess)
-        except TypeError as e:
-            raise ECGMetaError(f"ECGEncoderConfig.preprocess={self.preprocess!r} is not a set of PreprocessConfig fields ({e}); "
-                               f"fix config.json or pass a PreprocessConfig.") from None
+        return PreprocessConfig.from_dict(self.preprocess, "ECGEncoderConfig.preprocess")
+
+# %% ../nbs/03_encoder.ipynb #10162a43
+def _check_config_fields(self: ECGEncoderConfig):
+    "Raise `ECGMetaError` naming the first field with a wrong type or value."
+    pos = Rule.int(1)
+    check_fields(self, "ECGEncoderConfig", n_leads=Rule(lambda v: v == 12 and not isinstance(v, bool), "12 (the canonical leads)"),
+                 fs=Rule.num(0, open_lo=True), patch_size=pos, window_patches=pos, hidden_size=pos, num_layers=pos,
+                 num_heads=pos, mlp_ratio=Rule.num(0, open_lo=True), stem_channels=Rule.seq(pos, n=2), lead_dim=pos,
+                 dropout=Rule.num(0, 1, open_hi=True), initializer_range=Rule.num(0), amplitude=Rule.bool())
+    if self.hidden_size % self.num_heads:
+        raise ECGMetaError(f"ECGEncoderConfig: hidden_size ({self.hidden_size}) must be divisible by num_heads "
+                           f"({self.num_heads}); change one of them.")
+    if self.preprocess is not None: self.preprocess_config()
+
+ECGEncoderConfig._check_fields = _check_config_fields
+
 
 # %% ../nbs/03_encoder.ipynb #7cee205e
 @dataclass
@@ -186,6 +205,7 @@ class ECGEncoder(PreTrainedModel):
 
     def _check(self, signal, lead_mask, fs):
         cfg = self.config
+        signal, lead_mask = self._as_tensor(signal, lead_mask, fs)
         if not torch.is_tensor(signal) or signal.ndim != 3:
             raise ECGMetaError(f"Expected signal as a tensor (batch, {cfg.n_leads}, samples); got "
                                f"{type(signal).__name__} of shape {tuple(getattr(signal, 'shape', ()))}. Add a batch axis with signal[None].")
@@ -211,7 +231,7 @@ class ECGEncoder(PreTrainedModel):
             logger.info("resampling from %s Hz to the encoder's %s Hz", fs, cfg.fs)
             signal = fourier_resample(signal, float(fs), float(cfg.fs))
         if signal.shape[-1] < 1:
-            raise ECGMetaError("Signal has no samples.")
+            raise ECGMetaError(f"Signal has no samples (at {cfg.fs} Hz: shape {tuple(signal.shape)}); pass a longer record.")
         return signal, lead_mask
 
     def amplitude_features(self, signal: torch.Tensor,  # `(N, 12, W*P)` one window per row, in mV
@@ -282,8 +302,10 @@ class ECGEncoder(PreTrainedModel):
         if cfg.descriptors is not None:  # the same standardised descriptors on every token, so pooling keeps them
             z = self.descriptor_features(signal, lead_mask).to(device=tokens.device, dtype=tokens.dtype)
             tokens = torch.cat([tokens, z[:, None].expand(B, T, z.shape[-1])], -1)
+        if not torch.isfinite(tokens).all(): self._nonfinite_output()
         pooled = tokens.mean(dim=1)
         return ECGEncoderOutput(tokens=tokens, pooled=pooled, token_mask=token_mask)
+
 
     def descriptor_features(self, signal: torch.Tensor,  # `(B, 12, S)` the encoder's input (at `config.fs`)
                             lead_mask: torch.Tensor,  # `(B, 12)` bool
@@ -298,6 +320,41 @@ class ECGEncoder(PreTrainedModel):
         "Append (or stop appending) standardised signal descriptors to every token; the statistics are saved with the config."
         self.config.descriptors = None if stats is None else check_descriptor_stats(stats)
         return self
+
+
+# %% ../nbs/03_encoder.ipynb #b6ff5037
+def _as_tensor(self, signal, lead_mask, fs=None):
+    "numpy or torch input as tensors: samples of another dtype (float64, float16, int16, ...) become float32."
+    if fs is not None and not (_is_num(fs) and math.isfinite(fs) and fs > 0):
+        raise ECGMetaError(f"fs={fs!r}: expected the signal's sampling rate in Hz, a positive number (or None for "
+                           f"the encoder's {self.config.fs} Hz).")
+    if len(getattr(signal, "shape", ())) >= 1 and signal.shape[-1] == 0:
+        raise ECGMetaError(f"Signal has no samples (shape {tuple(signal.shape)}); pass at least one sample.")
+    kinds = {"f": "float", "i": "integer", "u": "integer"}
+    if isinstance(signal, np.ndarray):
+        if signal.dtype.kind not in kinds:
+            raise ECGMetaError(f"Expected a real-valued signal in mV (float or integer samples), got numpy dtype "
+                               f"{signal.dtype}. Convert it with signal.astype(np.float32).")
+        signal = torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float32)).to(self.device)
+    elif torch.is_tensor(signal):
+        if signal.dtype == torch.bool or signal.is_complex():
+            raise ECGMetaError(f"Expected a real-valued signal in mV (float or integer samples), got {signal.dtype}. "
+                               "Convert it with signal.float().")
+        if signal.dtype not in (torch.float32, self.dtype): signal = signal.float()
+    if isinstance(lead_mask, np.ndarray): lead_mask = torch.from_numpy(lead_mask)
+    if lead_mask is not None and not torch.is_tensor(lead_mask):
+        raise ECGMetaError(f"Expected lead_mask as a bool tensor or array (batch, 12), got {type(lead_mask).__name__}.")
+    return signal, lead_mask
+
+def _nonfinite_output(self):
+    "Raise the error for NaN/inf tokens from a finite input, naming the weights that cause them."
+    bad = [n for n, p in self.named_parameters() if not torch.isfinite(p).all()]
+    why = (f"its weights hold NaN/inf ({len(bad)} tensor(s), e.g. {bad[:3]}); reload the checkpoint or retrain with a "
+           "lower learning rate" if bad else "an intermediate value overflowed; try float32 instead of half precision")
+    raise ECGMetaError(f"ECGEncoder produced NaN/inf tokens from a finite input: {why}.")
+
+ECGEncoder._as_tensor, ECGEncoder._nonfinite_output = _as_tensor, _nonfinite_output
+
 
 # %% ../nbs/03_encoder.ipynb #3a58b36d
 def _checkpoints_dir() -> Path:
@@ -317,23 +374,56 @@ def resolve_checkpoint(name_or_path: str | Path,  # a shipped checkpoint name or
                        f"or one of the shipped names {names}. Nothing is downloaded; pass a local folder.")
 
 
+# %% ../nbs/03_encoder.ipynb #ac9f2de0
+_GENERIC_CONFIG_KEYS = {"torch_dtype", "return_dict", "output_hidden_states", "torchscript", "use_bfloat16", "pruned_heads",
+                        "tie_word_embeddings", "is_decoder", "add_cross_attention", "tf_legacy_loss", "use_cache"}  # written by older transformers
+
+def _read_config(path: Path) -> dict:
+    "`path/config.json` as a dict: an `ECGEncoder` config whose keys are all known (a misspelt key is an error)."
+    f = path / "config.json"
+    saved = read_json(f, "encoder config")
+    if not isinstance(saved, dict) or saved.get("model_type") != ECGEncoderConfig.model_type:
+        got = saved.get("model_type") if isinstance(saved, dict) else type(saved).__name__
+        raise ECGMetaError(f"{f} has model_type {got!r}, expected {ECGEncoderConfig.model_type!r}; this is not an "
+                           "ECGEncoder checkpoint.")
+    known = set(ECGEncoderConfig().to_dict()) | _GENERIC_CONFIG_KEYS
+    check_keys({k: v for k, v in saved.items() if not k.startswith("_")}, known, str(f))
+    return saved
+
+def load_safetensors(wfile: Path,  # a `.safetensors` file
+                    ) -> dict[str, torch.Tensor]:
+    "Tensors of `wfile`; a missing, truncated or NaN-holding file, or a pickle in its place, is an `ECGMetaError` naming it."
+    wfile = Path(wfile)
+    if not wfile.is_file():
+        pickles = sorted(p.name for p in wfile.parent.glob("*") if p.suffix in PICKLE_SUFFIXES) if wfile.parent.is_dir() else []
+        why = (f"; the folder holds {pickles}, pickle files that ecgmeta never loads because loading a pickle can run "
+               "code. Convert them to safetensors where you trust their origin" if pickles else "")
+        raise ECGMetaError(f"Missing {wfile}: weights are read from safetensors only{why}.")
+    try: state = load_file(str(wfile))
+    except (SafetensorError, OSError) as e:
+        raise ECGMetaError(f"Cannot read {wfile} ({e}): the file is truncated or not safetensors. Re-copy or re-export "
+                           "it.") from None
+    if bad := [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]:
+        raise ECGMetaError(f"{wfile} holds NaN/inf weights in {len(bad)} tensor(s) (e.g. {bad[:3]}); a model with them "
+                           "returns NaN. Use an earlier checkpoint or retrain with a lower learning rate.")
+    return state
+
+
+# %% ../nbs/03_encoder.ipynb #d823b0ea
 @classmethod
 def _from_pretrained(cls, name_or_path: str | Path, *, config: ECGEncoderConfig | None = None, device=None,
                      dtype: torch.dtype | None = None, **config_overrides) -> ECGEncoder:
     "Load an `ECGEncoder` from a shipped name or local folder (offline, safetensors), checking the config."
     path = resolve_checkpoint(name_or_path)
-    saved = json.loads((path / "config.json").read_text())
-    if saved.get("model_type") != ECGEncoderConfig.model_type:
-        raise ECGMetaError(f"{path / 'config.json'} has model_type {saved.get('model_type')!r}, expected "
-                           f"{ECGEncoderConfig.model_type!r}; this is not an ECGEncoder checkpoint.")
-    config = config or ECGEncoderConfig.from_pretrained(path)
+    _read_config(path)
+    try: config = config or ECGEncoderConfig.from_pretrained(path)
+    except ECGMetaError as e: raise ECGMetaError(f"{path / 'config.json'}: {e}") from None
     for k, v in config_overrides.items():
         setattr(config, k, v)
-    model = cls(config)
+    config._check_fields()
     wfile = path / "model.safetensors"
-    if not wfile.is_file():
-        raise ECGMetaError(f"Missing {wfile}; an encoder checkpoint needs config.json and model.safetensors.")
-    state = load_file(str(wfile))
+    state = load_safetensors(wfile)
+    model = cls(config)
     own = model.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"

@@ -176,6 +176,8 @@ def _select(sums:dict[str, str], files) -> list[str]:
                          "such as 'ptbxl_database.csv' or 'records100/00000/*'.")
     return list(dict.fromkeys(chosen))
 
+
+# %% ../nbs/00c_fetch.ipynb #8ecdbd11
 def fetch_ptbxl(
     dest:Path,                               # destination folder (created if needed)
     source:str=PTBXL_URL,                    # release root: URL (http/https/file) or local folder
@@ -186,20 +188,28 @@ def fetch_ptbxl(
 ) -> FetchResult:
     "Download PTB-XL (or a subset) into `dest`, verifying every file against the release's SHA256SUMS."
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and not dest.is_dir():
+        raise FetchError(f"destination {dest} is a file; expected a folder (created when missing). Choose another --dest.")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise FetchError(f"retries={retries!r}: expected an integer >= 0.")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise FetchError(f"timeout={timeout!r}: expected a positive number of seconds.")
     source = str(source)
     if _is_url(source):
         url = _url(source, SUMS_NAME)
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r: text = r.read().decode("utf-8")
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
             raise FetchError(f"{url}: could not read the checksum list ({e}); check --source and the network.") from None
     else:
         p = Path(source) / SUMS_NAME
         if not p.is_file():
             raise FetchError(f"{p}: no {SUMS_NAME} in the source folder; expected the root of a PTB-XL release.")
-        text = p.read_text()
+        try: text = p.read_text()
+        except UnicodeDecodeError as e:
+            raise FetchError(f"{p} is not a text file ({e}); expected the release's sha256 checksum list.") from None
     sums = parse_sha256sums(text, f"{source.rstrip('/')}/{SUMS_NAME}")
+    dest.mkdir(parents=True, exist_ok=True)  # only once the source has answered: a bad --source leaves nothing behind
     (dest / SUMS_NAME).write_text(text)
     todo = _select(sums, files)
     res = FetchResult(dest)

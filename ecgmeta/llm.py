@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
-from .data import ECGMetaError
+from .data import PICKLE_SUFFIXES, ECGMetaError, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def load_llm(
     from transformers import AutoModelForCausalLM, AutoTokenizer
     key = str(name_or_path)
     if key in OFFLINE_LLMS: path = offline_llm_dir(key, cache_dir)
-    elif Path(key).expanduser().is_dir(): path = Path(key).expanduser()
+    elif Path(key).expanduser().is_dir(): path = _check_llm_folder(Path(key).expanduser())
     elif Path(key).suffix == ".gguf" or Path(key).exists():
         raise LLMLoadError(f"expected a Hugging Face model folder, an offline name {sorted(OFFLINE_LLMS)} or a "
                            f"hub id, got the file {key}; convert a GGUF file with `convert_gguf(file, out_dir)`")
@@ -153,12 +154,30 @@ def load_llm(
     kw = {} if attn_implementation is None else {"attn_implementation": attn_implementation}
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kw)
-    except OSError as e:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, **kw)  # never a pickle
+    except (OSError, ValueError, SafetensorError) as e:
+        fix = (f"; delete {path} to convert {key} again" if key in OFFLINE_LLMS else
+               "; re-copy the folder" if isinstance(path, Path) else "")
         raise LLMLoadError(f"could not load an LLM from {key!r} (expected one of {sorted(OFFLINE_LLMS)}, a local "
-                           f"Hugging Face folder, or a hub id reachable from here): {e}") from e
+                           f"Hugging Face folder with safetensors weights, or a hub id reachable from here): "
+                           f"{type(e).__name__}: {e}{fix}") from e
     model.config._name_or_path = key
     return model.to(device).eval(), tok
+
+# %% ../nbs/04_llm.ipynb #12a05cde
+def _check_llm_folder(path: Path) -> Path:
+    "`path` when it is a Hugging Face model folder with safetensors weights; `LLMLoadError` naming what is wrong."
+    if not (path / "config.json").is_file():
+        raise LLMLoadError(f"{path} has no config.json; expected a Hugging Face model folder (config.json, "
+                           "model.safetensors, tokenizer files), one of " f"{sorted(OFFLINE_LLMS)}, or a hub id.")
+    read_json(path / "config.json", "LLM config")
+    if not any(path.glob("*.safetensors")):
+        pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        raise LLMLoadError(f"{path} holds no *.safetensors weights" + (
+            f", only {pickles}: pickle files, which ecgmeta never loads because loading a pickle can run code. Convert "
+            "them to safetensors where you trust their origin (save_pretrained writes safetensors)." if pickles else
+            "; expected model.safetensors (or sharded model-*.safetensors). Re-copy the folder."))
+    return path
 
 # %% ../nbs/04_llm.ipynb #f417c2a6
 TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"

@@ -22,12 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .augment import add_noise_snr, noise_aug, random_lead_subset, time_crop
+from .augment import NOISE_KINDS, add_noise_snr, noise_aug, random_lead_subset, time_crop
 from .cache import CachedECGDataset
-from .data import LEADS12, SUPERCLASSES, ECGMetaError, PTBXL
+from .data import LEADS12, SUPERCLASSES, ECGMetaError, PTBXL, Rule, check_fields
 from .encoder import ECGEncoder, ECGEncoderConfig
 from .preprocess import PreprocessConfig
 from .pretrain import PretrainConfig, PretrainData, PretrainModel, clip_loss, embed_texts, minilm_dir, nt_xent, record_texts
@@ -73,8 +74,14 @@ class MultimodalConfig:
     device: str = "cpu"  # torch device
 
     def __post_init__(self):
-        if self.steps < 1 or self.batch_size < 2:
-            raise MultimodalError(f"MultimodalConfig: steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2.")
+        pos, pos_num = Rule.int(1), Rule.num(0, open_lo=True)
+        check_fields(self, steps=pos, batch_size=Rule.int(2), lr=pos_num, weight_decay=Rule.num(0), crop=pos.optional(),
+                     hidden_size=pos, num_layers=pos, num_heads=pos, lead_dim=pos, stem_channels=Rule.seq(pos, n=2),
+                     temperature=pos_num, snr_db=Rule.seq(Rule.num(), n=2), student_leads=Rule.seq(Rule(lambda v: isinstance(v, str), "a lead name")),
+                     align_tokens=Rule.bool(), folds=Rule.seq(Rule.int(1, 10)), seed=Rule.int(0),
+                     preprocess=Rule(lambda v: isinstance(v, PreprocessConfig), "a PreprocessConfig"),
+                     device=Rule(lambda v: isinstance(v, str) and v != "", "a torch device name"))
+        self.encoder_config()  # the encoder's own checks (hidden_size divisible by num_heads, ...) now
         if self.snr_db[0] > self.snr_db[1]:
             raise MultimodalError(f"MultimodalConfig.snr_db={self.snr_db}: expected (low, high) with low <= high.")
         parse_leads("+".join(self.student_leads))
@@ -487,6 +494,15 @@ class BenchmarkConfig:
     seed: int = 0  # probe subset, noise and bootstrap seed
     max_records: tuple[int, int, int] | None = None  # cap (seeded subsample) of train/val/test records; None = all
 
+    def __post_init__(self):
+        check_fields(self, train=Rule(lambda v: isinstance(v, MultimodalConfig), "a MultimodalConfig"),
+                     grid_leads=Rule.seq(Rule(lambda v: isinstance(v, str), "a lead-subset name")),
+                     grid_snr=Rule.seq(Rule.num().optional()), noise_kind=Rule.choice(*NOISE_KINDS),
+                     probe_train=Rule.int(10).optional(), Cs=Rule.seq(Rule.num(0, open_lo=True)), k=Rule.int(1),
+                     n_boot=Rule.int(1), seed=Rule.int(0), max_records=Rule.seq(Rule.int(1), n=3).optional())
+        for l in self.grid_leads: parse_leads(l)
+
+
 # %% ../nbs/07_multimodal.ipynb #6a025997
 def _boot_mean(v: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float]:
     "Mean and 95% bootstrap percentile interval."
@@ -621,7 +637,7 @@ def run_benchmark(data: PTBXL | Path | str,  # `PTBXL`, its root, or the root's 
         for n, e in enc.items():
             if n in fits: e.save_pretrained(Path(out) / "encoders" / n)
         fits["text"].model.proj.to("cpu")
-        torch.save(fits["text"].model.proj.state_dict(), Path(out) / "encoders" / "text" / "text_proj.pt")
+        save_file(fits["text"].model.proj.state_dict(), str(Path(out) / "encoders" / "text" / "text_proj.safetensors"))
 
     kw = dict(fs=float(tc.preprocess.fs), device=tc.device, progress=False)
     feats: dict[tuple, dict] = {}
@@ -738,7 +754,7 @@ def _mini_config() -> BenchmarkConfig:
 # %% ../nbs/07_multimodal.ipynb #328d7bc5
 def run_pretrain_objective(objective: str,  # one of `MULTIMODAL_OBJECTIVES`
                            data: Path,  # PTB-XL root or its parent
-                           out: Path,  # run folder: `encoder/` (+ `text_proj.pt` for text) and `losses.json`
+                           out: Path,  # run folder: `encoder/` (+ `text_proj.safetensors` for text) and `losses.json`
                            cache_dir: Path | None = None,  # record cache (default: `out/cache`)
                            steps: int | None = None,  # None = `MultimodalConfig.steps`
                            batch_size: int | None = None,  # None = `MultimodalConfig.batch_size`
@@ -763,7 +779,7 @@ def run_pretrain_objective(objective: str,  # one of `MULTIMODAL_OBJECTIVES`
     fit = train_objective(objective, recs, config, t, progress=progress)
     fit.encoder.save_pretrained(out / "encoder")
     if objective == "text":
-        torch.save(fit.model.proj.state_dict(), out / "encoder" / "text_proj.pt")
+        save_file(fit.model.proj.state_dict(), str(out / "encoder" / "text_proj.safetensors"))
     (out / "losses.json").write_text(json.dumps(dict(objective=objective, losses=fit.losses, seconds=fit.seconds,
                                                      teacher=None if teacher is None else str(teacher),
                                                      config=json.loads(json.dumps(asdict(config), default=str)))))
@@ -796,6 +812,7 @@ def _cmd_benchmark(args) -> int:
 
 def register_cli(subparsers):
     "Add `ecgmeta multimodal pretrain|benchmark` to the `ecgmeta` command."
+    from ecgmeta.cli import nonnegative_int, positive_float, positive_int
     p = subparsers.add_parser("multimodal", help="ECG-text, tolerance, single-lead alignment and retrieval",
                               description="Multimodal and robust encoder objectives, and their benchmark.")
     sub = p.add_subparsers(dest="multimodal_command", metavar="SUBCOMMAND")
@@ -805,25 +822,25 @@ def register_cli(subparsers):
         q.add_argument("--data", required=True, help="PTB-XL root (folder with ptbxl_database.csv) or its parent")
         q.add_argument("--out", required=True, help="output folder")
         q.add_argument("--cache-dir", default=None, help="preprocessed-record cache (default: OUT/cache)")
-        q.add_argument("--steps", type=int, default=MultimodalConfig.steps, help="optimiser steps per objective")
-        q.add_argument("--batch-size", type=int, default=MultimodalConfig.batch_size, help="records per step")
-        q.add_argument("--seed", type=int, default=0, help="seed")
+        q.add_argument("--steps", type=positive_int, default=MultimodalConfig.steps, help="optimiser steps per objective")
+        q.add_argument("--batch-size", type=positive_int, default=MultimodalConfig.batch_size, help="records per step")
+        q.add_argument("--seed", type=nonnegative_int, default=0, help="seed")
         q.add_argument("--device", default="cpu", help="torch device")
         q.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     t = sub.add_parser("pretrain", help="train one encoder with a multimodal/robust objective")
     common(t)
     t.add_argument("--objective", required=True, choices=MULTIMODAL_OBJECTIVES, help="which objective")
-    t.add_argument("--lr", type=float, default=MultimodalConfig.lr, help="peak learning rate")
+    t.add_argument("--lr", type=positive_float, default=MultimodalConfig.lr, help="peak learning rate")
     t.add_argument("--teacher", default=None, help="frozen 12-lead encoder (folder or shipped name), for selfmis")
     t.set_defaults(func=_cmd_pretrain)
     b = sub.add_parser("benchmark", help="train every objective and write the comparison table (Markdown + JSON)")
     common(b)
     b.add_argument("--plain", default=None, help="use this encoder (folder or shipped name) as the plain encoder "
                                                   "instead of training one")
-    b.add_argument("--probe-train", type=int, default=BenchmarkConfig.probe_train, help="probe training records (0: all)")
-    b.add_argument("--n-boot", type=int, default=BenchmarkConfig.n_boot, help="bootstrap replicates")
-    b.add_argument("--max-train", type=int, default=0, help="cap the labelled training records used for pretraining, "
+    b.add_argument("--probe-train", type=nonnegative_int, default=BenchmarkConfig.probe_train, help="probe training records (0: all)")
+    b.add_argument("--n-boot", type=positive_int, default=BenchmarkConfig.n_boot, help="bootstrap replicates")
+    b.add_argument("--max-train", type=nonnegative_int, default=0, help="cap the labelled training records used for pretraining, "
                                                             "probes and the retrieval index (seeded subset; 0: all)")
     b.set_defaults(func=_cmd_benchmark)
     return p

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 from fractions import Fraction
 
 import numpy as np
 from scipy import signal as sps
 
-from .data import LEADS12, ECGMetaError
+from .data import LEADS12, ECGMetaError, Rule, _is_num, check_keys
 
 # %% auto #0
 __all__ = ['PreprocessError', 'resample', 'bandpass', 'remove_baseline', 'normalize', 'crop_or_pad', 'select_leads',
@@ -29,8 +30,8 @@ class PreprocessError(ECGMetaError):
 def _check_signal(x, name="x", min_ndim=1) -> np.ndarray:
     "`x` as a float array with time on the last axis; NaN/inf and empty arrays are errors."
     x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.number):
-        raise PreprocessError(f"{name}: expected a numeric array, got dtype {x.dtype}. Pass the signal in mV.")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise PreprocessError(f"{name}: expected a numeric array of real numbers, got dtype {x.dtype}. Pass the signal in mV.")
     if x.ndim < min_ndim or x.ndim > 3:
         raise PreprocessError(f"{name}: expected shape (leads, samples) or (batch, leads, samples), got {x.shape}.")
     if x.shape[-1] == 0:
@@ -43,12 +44,19 @@ def _check_signal(x, name="x", min_ndim=1) -> np.ndarray:
                               "expected finite values. Interpolate or drop the record before preprocessing.")
     return x
 
+def _check_band(bp) -> tuple:
+    "A band-pass `(low, high)` in Hz with `0 <= low < high`, either may be None; floats out."
+    if (not isinstance(bp, (tuple, list)) or len(bp) != 2 or not all(b is None or _is_num(b) for b in bp)
+            or not all(b is None or 0 <= b < math.inf for b in bp) or (None not in bp and bp[0] >= bp[1])):
+        raise PreprocessError(f"PreprocessConfig.bandpass: expected (low, high) in Hz with 0 <= low < high "
+                              f"(either may be None), or None; got {bp!r}.")
+    return tuple(None if b is None else float(b) for b in bp)
+
 def _check_fs(fs, name="fs") -> float:
-    "A positive finite sampling rate."
-    try: f = float(fs)
-    except (TypeError, ValueError): raise PreprocessError(f"{name}: expected a positive number in Hz, got {fs!r}.") from None
+    "A positive finite sampling rate (a number, not a bool or a string)."
+    f = float(fs) if _is_num(fs) else math.nan
     if not np.isfinite(f) or f <= 0:
-        raise PreprocessError(f"{name}: expected a positive sampling rate in Hz, got {fs!r}.")
+        raise PreprocessError(f"{name}: expected a positive number in Hz (a sampling rate), got {fs!r}.")
     return f
 
 # %% ../nbs/00a_preprocess.ipynb #79051549
@@ -209,12 +217,14 @@ class PreprocessConfig:
 
     def __post_init__(self):
         _check_fs(self.fs, "PreprocessConfig.fs")
-        if not self.seconds or self.seconds <= 0:
+        if not _is_num(self.seconds) or not 0 < self.seconds < math.inf:
             raise PreprocessError(f"PreprocessConfig.seconds: expected a positive duration, got {self.seconds!r}.")
-        if self.bandpass is not None:
-            if len(self.bandpass) != 2:
-                raise PreprocessError(f"PreprocessConfig.bandpass: expected (low, high) in Hz or None, got {self.bandpass!r}.")
-            object.__setattr__(self, "bandpass", tuple(float(b) for b in self.bandpass))
+        if self.n_samples < 1:
+            raise PreprocessError(f"PreprocessConfig: fs={self.fs} x seconds={self.seconds} gives no sample; expected at "
+                                  "least one. Raise fs or seconds.")
+        if self.bandpass is not None: object.__setattr__(self, "bandpass", _check_band(self.bandpass))
+        if not Rule.int(1, 10).ok(self.filter_order):
+            raise PreprocessError(f"PreprocessConfig.filter_order: expected an integer 1-10, got {self.filter_order!r}.")
         if self.baseline not in (None, "median", "highpass"):
             raise PreprocessError(f"PreprocessConfig.baseline: expected None, 'median' or 'highpass', got {self.baseline!r}.")
         if self.normalize not in (None, "zscore", "minmax"):
@@ -253,3 +263,17 @@ class PreprocessConfig:
         try: return self.apply_signal(record.signal, record.mask, record.fs)
         except PreprocessError as e:
             raise PreprocessError(f"{getattr(record, 'record_name', '?')} ({getattr(record, 'path', '?')}): {e}") from None
+
+# %% ../nbs/00a_preprocess.ipynb #0fe480dc
+def _from_dict(cls,
+              d: dict,  # field name -> value, e.g. from a JSON file
+              source: str = "PreprocessConfig",  # where `d` came from, for messages
+             ) -> PreprocessConfig:
+    "Build from a dict, refusing unknown (e.g. misspelt) keys instead of falling back to a default."
+    if isinstance(d, PreprocessConfig): return d
+    try: check_keys(d, [f.name for f in fields(cls)], source)
+    except ECGMetaError as e: raise PreprocessError(str(e)) from None
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+PreprocessConfig.from_dict = classmethod(_from_dict)
+

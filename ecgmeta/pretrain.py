@@ -21,11 +21,13 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import AugmentConfig, default_view, lead_dropout
-from .data import PTBXL, ECGMetaError
+from .data import PTBXL, ECGMetaError, Rule, check_fields, check_keys, read_json
 from .encoder import ECGEncoder, ECGEncoderConfig
 from .preprocess import PreprocessConfig
 from .qa import ecg_facts
@@ -33,12 +35,13 @@ from .qa import ecg_facts
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'OBJECTIVES', 'TEXT_FAMILIES', 'PretrainConfig', 'minilm_dir', 'record_texts', 'embed_texts', 'PretrainData',
-           'load_pretrain_data', 'nt_xent', 'clip_loss', 'PretrainModel', 'read_metrics', 'plot_losses', 'pretrain',
-           'export_encoder', 'register_cli']
+__all__ = ['logger', 'OBJECTIVES', 'TEXT_FAMILIES', 'STATE_FILE', 'PretrainConfig', 'minilm_dir', 'record_texts', 'embed_texts',
+           'PretrainData', 'load_pretrain_data', 'nt_xent', 'clip_loss', 'PretrainModel', 'read_metrics', 'plot_losses',
+           'pretrain', 'export_encoder', 'register_cli']
 
 # %% ../nbs/03b_pretrain.ipynb #6ab6bb54
 OBJECTIVES = ("mae", "contrastive", "text")
+TEXT_FAMILIES = ("heart_axis", "noise", "extra_systole", "infarction_stage")  # metadata `record_texts` can add
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,17 @@ class PretrainConfig:
     ckpt_every: int = 200  # steps between training checkpoints
 
     def __post_init__(self):
-        bad = [o for o in self.objectives if o not in OBJECTIVES]
-        if bad or not self.objectives:
-            raise ECGMetaError(f"PretrainConfig.objectives={self.objectives!r}: expected a non-empty subset of {OBJECTIVES}.")
-        if self.steps < 1 or self.batch_size < 2:
-            raise ECGMetaError(f"PretrainConfig: steps ({self.steps}) must be >= 1 and batch_size ({self.batch_size}) >= 2.")
-        if bad := [f for f in self.text_families if f not in TEXT_FAMILIES]:
-            raise ECGMetaError(f"PretrainConfig.text_families has unknown families {bad}; expected some of {TEXT_FAMILIES}.")
-        if not 0 < self.mask_ratio < 1:
-            raise ECGMetaError(f"PretrainConfig.mask_ratio={self.mask_ratio}: expected a value in (0, 1).")
+        pos, pos_num = Rule.int(1), Rule.num(0, open_lo=True)
+        check_fields(self, objectives=Rule.seq(Rule.choice(*OBJECTIVES)), steps=pos, batch_size=Rule.int(2),
+                     lr=pos_num, weight_decay=Rule.num(0), warmup_steps=Rule.int(0), grad_clip=pos_num,
+                     mask_ratio=Rule.num(0, 1, open_lo=True, open_hi=True), mae_lead_drop=Rule.num(0, 1, open_hi=True),
+                     temperature=pos_num, text_temperature=pos_num,
+                     text_families=Rule.seq(Rule.choice(*TEXT_FAMILIES), min_len=0), weights=Rule.seq(Rule.num(0), n=3),
+                     folds=Rule.seq(Rule.int(1, 10)), hidden_size=pos, num_layers=pos, num_heads=pos, lead_dim=pos,
+                     amplitude=Rule.bool(), seed=Rule.int(0), device=Rule(lambda v: isinstance(v, str) and v != "", "a torch device name"),
+                     log_every=pos, ckpt_every=pos, preprocess=Rule(lambda v: isinstance(v, PreprocessConfig), "a PreprocessConfig"),
+                     augment=Rule(lambda v: isinstance(v, AugmentConfig), "an AugmentConfig"))
+        self.encoder_config()  # the encoder's own checks (hidden_size divisible by num_heads, ...) now, not at step 1
 
     def encoder_config(self) -> ECGEncoderConfig:
         "The `ECGEncoderConfig` this run trains."
@@ -92,14 +97,13 @@ class PretrainConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict) -> PretrainConfig:
+    def from_dict(cls, d: dict, source: str = "pretrain config") -> PretrainConfig:
         "Build from a (JSON) dict, converting nested configs and lists; unknown keys are an error."
-        names = {f.name for f in dataclasses.fields(cls)}
-        if unknown := sorted(set(d) - names):
-            raise ECGMetaError(f"Unknown pretrain config keys {unknown}; expected some of {sorted(names)}.")
+        check_keys(d, [f.name for f in dataclasses.fields(cls)], source)
         d = dict(d)
-        if isinstance(d.get("preprocess"), dict): d["preprocess"] = PreprocessConfig(**d["preprocess"])
+        if "preprocess" in d: d["preprocess"] = PreprocessConfig.from_dict(d["preprocess"], f"{source}: preprocess")
         if isinstance(d.get("augment"), dict):
+            check_keys(d["augment"], [f.name for f in dataclasses.fields(AugmentConfig)], f"{source}: augment")
             a = {k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()}
             d["augment"] = AugmentConfig(**a)
         for k in ("objectives", "weights", "folds", "text_families"):
@@ -119,7 +123,6 @@ def minilm_dir() -> Path:
     return d
 
 
-TEXT_FAMILIES = ("heart_axis", "noise", "extra_systole", "infarction_stage")  # metadata `record_texts` can add
 
 def record_texts(db: PTBXL,  # the database (its scp_statements.csv gives the descriptions)
                  ids,  # ecg_ids
@@ -190,9 +193,20 @@ class PretrainData:
         if not (path / "signals.npy").is_file():
             raise ECGMetaError(f"{path}: expected a pretraining data folder with signals.npy, masks.npy, ids.npy "
                                f"(written by PretrainData.save) or a PTB-XL root.")
-        te, meta = path / "text_emb.npy", json.loads((path / "meta.json").read_text())
-        return cls(np.load(path / "signals.npy", mmap_mode="r"), np.load(path / "masks.npy"), np.load(path / "ids.npy"),
-                   np.load(te) if te.is_file() else None, meta["fs"], tuple(meta.get("text_families", ())))
+        te, meta = path / "text_emb.npy", read_json(path / "meta.json", "pretraining data meta.json")
+        if not isinstance(meta, dict) or not Rule.num(0, open_lo=True).ok(meta.get("fs")):
+            raise ECGMetaError(f"{path / 'meta.json'} gives no positive sampling rate 'fs' (got {meta!r}); rebuild the folder "
+                               "with `ecgmeta pretrain --save-data`.")
+        try:
+            arrays = [np.load(path / "signals.npy", mmap_mode="r"), np.load(path / "masks.npy"), np.load(path / "ids.npy"),
+                      np.load(te) if te.is_file() else None]
+        except (OSError, ValueError, EOFError) as e:
+            raise ECGMetaError(f"{path}: a .npy file is damaged ({e}); rebuild the folder with `ecgmeta pretrain --save-data`.") from None
+        n = {len(a) for a in arrays if a is not None}
+        if len(n) != 1 or arrays[0].ndim != 3 or arrays[1].shape != (len(arrays[0]), 12):
+            raise ECGMetaError(f"{path}: signals {arrays[0].shape}, masks {arrays[1].shape}, ids {arrays[2].shape} disagree; "
+                               "rebuild the folder with `ecgmeta pretrain --save-data`.")
+        return cls(*arrays, meta["fs"], tuple(meta.get("text_families", ())))
 
 
 def load_pretrain_data(data: Path,  # PTB-XL root (or its parent), or a folder written by `PretrainData.save`
@@ -301,21 +315,49 @@ class PretrainModel(nn.Module):
         out["loss"] = sum(w[k] * v for k, v in out.items())
         return out
 
+# %% ../nbs/03b_pretrain.ipynb #e5839b57
+STATE_FILE = "state.safetensors"  # the training checkpoint (safetensors: tensors, plus JSON metadata)
+
+def _save_state(path: Path, model, opt, step: int, g: torch.Generator, config: PretrainConfig, perm, pos: int):
+    "Write model, optimiser, RNG and data-order state to `path/state.safetensors` (atomically), no pickle."
+    path.mkdir(parents=True, exist_ok=True)
+    t = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    osd, scalars = opt.state_dict(), {}
+    for pid, s in osd["state"].items():
+        for k, v in s.items():
+            if torch.is_tensor(v): t[f"opt.{pid}.{k}"] = v.detach().clone().contiguous()
+            else: scalars.setdefault(str(pid), {})[k] = v
+    t |= {"rng": g.get_state(), "torch_rng": torch.get_rng_state(), "perm": perm.contiguous()}
+    if torch.cuda.is_available(): t |= {f"cuda_rng.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())}
+    meta = {"step": step, "pos": pos, "config": config.to_dict(), "param_groups": osd["param_groups"], "opt_scalars": scalars}
+    tmp = path / (STATE_FILE + ".tmp")
+    save_file(t, str(tmp), metadata={"state": json.dumps(meta)})
+    tmp.replace(path / STATE_FILE)
+
+def _load_state(f: Path) -> tuple[dict, dict]:
+    "`(tensors, metadata)` of a checkpoint written by `_save_state`; a damaged file is an `ECGMetaError` naming it."
+    try:
+        with safe_open(str(f), "pt") as fh: meta, t = json.loads(fh.metadata()["state"]), {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
+        raise ECGMetaError(f"Training checkpoint {f} is damaged ({type(e).__name__}: {e}); start afresh with --no-resume "
+                           "(resume=False) or use a new --out folder.") from None
+    opt = {"state": {}, "param_groups": meta["param_groups"]}
+    for k, v in t.items():
+        if k.startswith("opt."):
+            pid, name = k[4:].split(".", 1)
+            opt["state"].setdefault(int(pid), {})[name] = v
+    for pid, s in meta["opt_scalars"].items(): opt["state"].setdefault(int(pid), {}).update(s)
+    model = {k[6:]: v for k, v in t.items() if k.startswith("model.")}
+    cuda = [t[k] for k in sorted((k for k in t if k.startswith("cuda_rng.")), key=lambda k: int(k.split(".")[1]))]
+    return {"model": model, "optimizer": opt, "rng": t["rng"], "torch_rng": t["torch_rng"], "perm": t["perm"],
+            "cuda_rng": cuda}, meta
+
+
 # %% ../nbs/03b_pretrain.ipynb #32912f6c
 def _lr_at(step: int, c: PretrainConfig) -> float:
     if step < c.warmup_steps: return c.lr * (step + 1) / c.warmup_steps
     t = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
     return c.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-
-def _save_state(path: Path, model, opt, step: int, g: torch.Generator, config: PretrainConfig, perm, pos: int):
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "state.pt.tmp"
-    st = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "rng": g.get_state(),
-          "torch_rng": torch.get_rng_state(), "perm": perm, "pos": pos, "config": json.dumps(config.to_dict())}
-    if torch.cuda.is_available(): st["cuda_rng"] = torch.cuda.get_rng_state_all()
-    torch.save(st, tmp)
-    tmp.replace(path / "state.pt")
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -365,11 +407,14 @@ def pretrain(config: PretrainConfig,  # the run
                              {"params": rest, "weight_decay": 0.0}], lr=config.lr)
     g = torch.Generator().manual_seed(config.seed)
     step, perm, pos = 0, None, 0
-    ck = out / "checkpoint" / "state.pt"
+    ck, old_pickle = out / "checkpoint" / STATE_FILE, out / "checkpoint" / "state.pt"
     mpath = out / "metrics.jsonl"
+    if resume and old_pickle.is_file() and not ck.is_file():
+        raise ECGMetaError(f"{old_pickle} is a pickled checkpoint of an older ecgmeta, which is not loaded any more (loading "
+                           "a pickle can run code); start afresh with --no-resume (resume=False) or use a new --out folder.")
     if resume and ck.is_file():
-        st = torch.load(ck, map_location="cpu", weights_only=True)
-        old, new = json.loads(st["config"]), config.to_dict()
+        st, meta = _load_state(ck)
+        old, new = dict(meta["config"]), config.to_dict()
         old.pop("steps"); new.pop("steps")
         if old != new:
             diff = sorted(k for k in new if old.get(k) != new[k])
@@ -377,8 +422,8 @@ def pretrain(config: PretrainConfig,  # the run
                                f"on resume); use a new --out folder or resume=False.")
         model.load_state_dict(st["model"]); opt.load_state_dict(st["optimizer"]); g.set_state(st["rng"])
         torch.set_rng_state(st["torch_rng"])  # dropout
-        if "cuda_rng" in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda_rng"])
-        step, perm, pos = int(st["step"]), st["perm"], int(st["pos"])
+        if st["cuda_rng"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["cuda_rng"])
+        step, perm, pos = int(meta["step"]), st["perm"], int(meta["pos"])
         rows = [r for r in read_metrics(mpath) if r["step"] <= step]
         mpath.write_text("".join(json.dumps(r) + "\n" for r in rows))
         logger.info("resumed from %s at step %d", ck, step)
@@ -449,11 +494,13 @@ def _cmd_pretrain(args) -> int:
                                      progress=not args.no_progress)
         print(f"wrote encoder/ and losses.json to {out}")
         return 0
-    d = json.loads(Path(args.config).read_text()) if args.config else {}
+    src = f"pretrain config {args.config}" if args.config else "pretrain options"
+    d = read_json(args.config, "pretrain config") if args.config else {}
+    check_keys(d, [f.name for f in dataclasses.fields(PretrainConfig)], src)  # before the overrides are merged in
     over = {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "device": args.device, "seed": args.seed}
-    d.update({k: v for k, v in over.items() if v is not None})
+    d = {**d, **{k: v for k, v in over.items() if v is not None}}
     if args.objective: d["objectives"] = [o.strip() for o in args.objective.split(",") if o.strip()]
-    config = PretrainConfig.from_dict(d)
+    config = PretrainConfig.from_dict(d, src)
     out = Path(args.out)
     data = load_pretrain_data(Path(args.data), config, Path(args.cache_dir) if args.cache_dir else out / "cache",
                               progress=not args.no_progress)
@@ -470,6 +517,7 @@ def _cmd_pretrain(args) -> int:
 
 def register_cli(subparsers):
     "Add `ecgmeta pretrain` to the `ecgmeta` command."
+    from ecgmeta.cli import nonnegative_int, positive_float, positive_int
     p = subparsers.add_parser("pretrain", help="self-supervised pretraining of the ECG encoder",
                               description="Pretrain ECGEncoder with masked modelling, contrastive views and/or ECG-text "
                                           "alignment on the configured PTB-XL folds.")
@@ -477,13 +525,13 @@ def register_cli(subparsers):
     p.add_argument("--data", required=True, help="PTB-XL root (or its parent) or a PretrainData folder")
     p.add_argument("--out", required=True, help="run folder (metrics.jsonl, checkpoint/, encoder/, losses.png)")
     p.add_argument("--cache-dir", default=None, help="preprocessed-record cache (default: OUT/cache)")
-    p.add_argument("--steps", type=int, default=None, help="override steps")
-    p.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
-    p.add_argument("--batch-size", type=int, default=None, help="override the batch size")
+    p.add_argument("--steps", type=positive_int, default=None, help="override steps")
+    p.add_argument("--lr", type=positive_float, default=None, help="override the peak learning rate")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="override the batch size")
     p.add_argument("--objective", default=None, help="override objectives, comma-separated: mae,contrastive,text; or one of tolerant, selfmis "
                         "(missing-lead/noise tolerance, single-lead self-alignment; see ecgmeta.multimodal)")
     p.add_argument("--device", default=None, help="override the torch device (cpu, cuda)")
-    p.add_argument("--seed", type=int, default=None, help="override the seed")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="override the seed")
     p.add_argument("--export", default=None, help="also write the encoder in float16 to this folder")
     p.add_argument("--save-data", default=None, help="only write the preprocessed training data (float16) here and exit")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint exists")

@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import CachedECGDataset
-from .data import LEADS12, SUPERCLASSES, ECGMetaError, PTBXL
+from .data import LEADS12, SUPERCLASSES, ECGMetaError, PTBXL, Rule, check_fields
 from .preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -279,6 +279,12 @@ class CNNConfig:
     crop_seconds: float | None = 2.5  # random training crop length (None = whole records)
     max_cpu_seconds: float = 360.0  # cap on the training's CPU time (all threads; 3 wall minutes on 2 idle cores)
     seed: int = 0  # seed of initialisation, shuffling, crops and dropout
+
+    def __post_init__(self):
+        pos, pos_num = Rule.int(1), Rule.num(0, open_lo=True)
+        check_fields(self, widths=Rule.seq(pos), stem=pos, kernel=pos, dropout=Rule.num(0, 1, open_hi=True), lr=pos_num,
+                     weight_decay=Rule.num(0), batch_size=Rule.int(2), max_epochs=pos, patience=pos,
+                     min_epoch_samples=pos, crop_seconds=pos_num.optional(), max_cpu_seconds=pos_num, seed=Rule.int(0))
 
 class ResNet1d(nn.Module):
     "A compact 1D ResNet for multi-label ECG classification: `(B, 12, S)` -> logits `(B, n_classes)`."
@@ -544,6 +550,12 @@ class ProbeConfig:
     device: str = "cpu"  # where the encoder and the CNN run
 
     def __post_init__(self):
+        pre = Rule(lambda v: isinstance(v, PreprocessConfig), "a PreprocessConfig")
+        check_fields(self, fractions=Rule.seq(Rule.num()), leads=Rule.seq(Rule(lambda v: isinstance(v, str), "a lead-subset name")),
+                     Cs=Rule.seq(Rule.num(0, open_lo=True)), n_boot=Rule.int(1), ci=Rule.num(0, 1, open_lo=True, open_hi=True),
+                     seed=Rule.int(0), min_positives=Rule.int(1), batch_size=Rule.int(1), max_records=Rule.int(30).optional(),
+                     random_encoder=Rule.bool(), stats=Rule.bool(), cnn=Rule(lambda v: isinstance(v, CNNConfig), "a CNNConfig").optional(),
+                     preprocess=pre.optional(), raw_preprocess=pre, device=Rule(lambda v: isinstance(v, str) and v != "", "a torch device name"))
         for f in self.fractions: label_fraction(np.ones((1, 1)), f)  # validates the range
         for l in self.leads: parse_leads(l)
         if self.max_records is not None and self.max_records < 30:
@@ -661,27 +673,24 @@ def _config_dict(c: ProbeConfig) -> dict:
     return json.loads(json.dumps(asdict(c), default=str))
 
 # %% ../nbs/03c_probe.ipynb #f9ea9ce8
-def _floats(s: str) -> tuple[float, ...]: return tuple(float(v) for v in s.split(",") if v.strip())
+def _floats(s: str, option: str = "--fractions") -> tuple[float, ...]:
+    try: return tuple(float(v) for v in s.split(",") if v.strip())
+    except ValueError: raise ProbeError(f"{option} {s!r}: expected numbers separated by commas, e.g. 0.01,0.1,1.") from None
 def _strs(s: str) -> tuple[str, ...]: return tuple(v.strip() for v in s.split(",") if v.strip())
 
 def _cmd_probe(args) -> int:
-    "Handler of `ecgmeta probe`."
-    import sys
+    "Handler of `ecgmeta probe`; bad options and inputs fail here, before any feature is computed."
     from ecgmeta.encoder import ECGEncoder
-    try:
-        cnn = None if args.no_cnn else CNNConfig(seed=args.seed, max_epochs=args.cnn_epochs,
-                                                 max_cpu_seconds=args.cnn_max_cpu_seconds)
-        config = ProbeConfig(fractions=_floats(args.fractions), leads=_strs(args.leads), seed=args.seed,
-                             n_boot=args.n_boot, max_records=args.max_records, cnn=cnn, random_encoder=not args.no_random,
-                             stats=not args.no_stats, batch_size=args.batch_size, device=args.device)
-        data = Path(args.data)
-        if (data / "ptbxl" / "ptbxl_database.csv").exists() and not (data / "ptbxl_database.csv").exists():
-            data = data / "ptbxl"
-        data = PTBXL(data)
-        encoder = ECGEncoder.from_pretrained(args.encoder)
-    except (ECGMetaError, ValueError) as e:
-        print(f"ecgmeta probe: {e}", file=sys.stderr)
-        return 2
+    cnn = None if args.no_cnn else CNNConfig(seed=args.seed, max_epochs=args.cnn_epochs,
+                                             max_cpu_seconds=args.cnn_max_cpu_seconds)
+    config = ProbeConfig(fractions=_floats(args.fractions), leads=_strs(args.leads), seed=args.seed,
+                         n_boot=args.n_boot, max_records=args.max_records, cnn=cnn, random_encoder=not args.no_random,
+                         stats=not args.no_stats, batch_size=args.batch_size, device=args.device)
+    data = Path(args.data)
+    if (data / "ptbxl" / "ptbxl_database.csv").exists() and not (data / "ptbxl_database.csv").exists():
+        data = data / "ptbxl"
+    data = PTBXL(data)
+    encoder = ECGEncoder.from_pretrained(args.encoder)
     out = Path(args.out)
     report = run_probe(data, encoder, Path(args.cache_dir) if args.cache_dir else out / "cache", config,
                        encoder_name=str(args.encoder), progress=not args.no_progress)
@@ -698,6 +707,7 @@ def _cmd_probe(args) -> int:
 
 def register_cli(subparsers):
     "Add `ecgmeta probe` to the `ecgmeta` command."
+    from ecgmeta.cli import nonnegative_int, positive_float, positive_int
     p = subparsers.add_parser("probe", help="linear probe of a frozen encoder on PTB-XL superclasses, with baselines",
                               description="Frozen-encoder linear probe (PTB-XL diagnostic superclass, folds 1-8 train, 9 "
                                           "select, 10 test, macro AUROC with bootstrap 95% CI) against a random-init "
@@ -708,14 +718,14 @@ def register_cli(subparsers):
     p.add_argument("--fractions", default="0.01,0.1,1", help="label fractions, comma-separated")
     p.add_argument("--leads", default="all,limb,I+II,I", help="lead subsets, comma-separated (names or leads joined by +)")
     p.add_argument("--cache-dir", default=None, help="preprocessed-record cache (default: OUT/cache)")
-    p.add_argument("--seed", type=int, default=0, help="seed of subsets, bootstrap, random encoder and CNN")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates")
-    p.add_argument("--max-records", type=int, default=None, help="use a seeded subset of this many labelled records")
-    p.add_argument("--batch-size", type=int, default=64, help="feature-extraction batch size")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of subsets, bootstrap, random encoder and CNN")
+    p.add_argument("--n-boot", type=positive_int, default=1000, help="bootstrap replicates")
+    p.add_argument("--max-records", type=positive_int, default=None, help="use a seeded subset of this many labelled records")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="feature-extraction batch size")
     p.add_argument("--device", default="cpu", help="torch device for the encoder and the CNN")
     p.add_argument("--no-cnn", action="store_true", help="skip the supervised CNN baseline")
-    p.add_argument("--cnn-epochs", type=int, default=CNNConfig.max_epochs, help="CNN epochs at most")
-    p.add_argument("--cnn-max-cpu-seconds", type=float, default=CNNConfig.max_cpu_seconds, help="CNN CPU-time cap per fit")
+    p.add_argument("--cnn-epochs", type=positive_int, default=CNNConfig.max_epochs, help="CNN epochs at most")
+    p.add_argument("--cnn-max-cpu-seconds", type=positive_float, default=CNNConfig.max_cpu_seconds, help="CNN CPU-time cap per fit")
     p.add_argument("--no-random", action="store_true", help="skip the random-init encoder baseline")
     p.add_argument("--no-stats", action="store_true", help="skip the per-lead statistics baseline")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -27,10 +27,10 @@ def test_info_wfdb_folder(capsys):
     assert "records: 18" in out and "fs: 200 Hz: 18 records" in out
 
 
-def test_info_bad_path(tmp_path):
-    from ecgmeta.data import ECGMetaError
-    with pytest.raises(ECGMetaError, match="no WFDB headers"):
-        main(["data", "info", str(tmp_path)])
+def test_info_bad_path(tmp_path, capsys):
+    assert main(["data", "info", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ecgmeta: error: ") and "no WFDB headers" in err and err.count("\n") == 1
 
 
 def test_fetch_from_folder_and_cache(tmp_path, capsys):

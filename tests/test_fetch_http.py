@@ -137,8 +137,7 @@ def test_malicious_checksum_list_writes_nothing_outside(server, tmp_path):
     with pytest.raises(UnsafePathError, match=r"refusing path '\.\./evil'"):
         fetch_ptbxl(dest, server.url, progress=False)
     assert not (tmp_path / "inner" / "evil").exists()
-    outside = [p for p in tmp_path.rglob("*") if dest not in p.parents and p != dest]
-    assert outside == [tmp_path / "inner"], outside
+    assert list(tmp_path.rglob("*")) == []  # a refused checksum list writes nothing, not even the destination
     # an absolute path is refused as well
     server.overrides["SHA256SUMS.txt"] = ("0" * 64 + " /tmp/evil\n").encode()
     with pytest.raises(UnsafePathError, match="no absolute path"):
