@@ -7,7 +7,7 @@ DATA ?= ../shared/data
 OUT ?= outputs/demo
 STAMP := $(VENV)/.ecgmeta-installed
 
-.PHONY: install demo test test-slow test-cuda check-sync docs docs-test lab clean-venv
+.PHONY: install provision provision-test demo test test-slow test-cuda check-sync docs docs-test lab clean-venv
 
 $(STAMP): pyproject.toml tools/install_learn2learn.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,29 +22,36 @@ $(STAMP): pyproject.toml tools/install_learn2learn.sh
 
 install: $(STAMP)  ## make the virtual environment (fast when nothing changed)
 
-demo: install  ## meta-train on the sample data and write the few-shot report
+provision:  ## system packages the venv needs (python3-venv, a C compiler): apt-get installs them when missing and root
+	@bash tools/provision.sh --python $(PYTHON)
+
+provision-test:  ## the same, and chromium for the documentation-site browser test
+	@bash tools/provision.sh --python $(PYTHON) --browser
+
+demo: provision install  ## meta-train on the sample data and write the few-shot report
 	$(BIN)/ecgmeta demo --data $(DATA) --out $(OUT)
 
 check-sync: install  ## notebooks clean and library in sync with them
 	@$(BIN)/python tools/check_sync.py
 
-test: install check-sync  ## the whole default test suite (what CI runs)
+test: provision-test install check-sync  ## the whole default test suite (what CI runs), Chromium included
 	$(BIN)/nbdev-test --n-workers 2
 	ECGMETA_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -m "not slow and not cuda" tests
 
-test-slow: install
+test-slow: provision-test install
 	$(BIN)/nbdev-test --n-workers 2 --flags slow
 	ECGMETA_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q -m "not cuda" tests
 
-test-cuda: install
+test-cuda: provision-test install
 	$(BIN)/nbdev-test --n-workers 1 --flags "slow cuda"
 	ECGMETA_DATA=$(abspath $(DATA)) $(BIN)/python -m pytest -q tests
 
-docs: install  ## build the documentation site into _docs/ (tutorials and ECG plots executed)
-	$(BIN)/python tools/build_docs.py --out _docs --execute 'tutorials/*' --execute 01_plots.ipynb
+docs: install  ## build the documentation site into _docs/: every notebook executed (cached in .jupyter_cache/)
+	ECGMETA_DATA=$(abspath $(DATA)) $(BIN)/python tools/build_docs.py
 
-docs-test: docs  ## open every page of the built site in headless chromium
-	ECGMETA_DOCS_SITE=_docs ECGMETA_DOCS_SCREENSHOT=_docs_screenshot.png $(BIN)/python -m pytest tests/test_docs_site.py -q
+docs-test: provision-test docs  ## open every page of the built site in headless chromium
+	ECGMETA_DATA=$(abspath $(DATA)) ECGMETA_DOCS_SITE=_docs ECGMETA_DOCS_SCREENSHOT=_docs_screenshot.png \
+		$(BIN)/python -m pytest tests/test_docs_site.py -q
 
 lab: install  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab nbs/

@@ -1,735 +1,533 @@
-"""Build the ecgmeta documentation site without Quarto.
+"""Build the documentation site: every notebook executed (cached), processed by nbdev, rendered by Sphinx.
 
-Notebooks in `nbs/` go through nbdev's own docs processors (`nbdev.processors.FilterDefaults`, what
-`nbdev-proc-nbs` applies: show_doc cells added and run, `#| hide` and export cells removed, backticked
-names linked), then each processed notebook is rendered to static HTML with Python-Markdown and
-Pygments, with a sidebar from `nbs/sidebar.yml`, a page table of contents and a small stylesheet.
+    python tools/build_docs.py               # -> _docs/index.html
+    python tools/build_docs.py --out DIR --nbs DIR --cache DIR --jobs N
 
-    python tools/build_docs.py                      # -> _docs/, notebooks rendered with their saved outputs
-    python tools/build_docs.py --out DIR            # somewhere else
-    python tools/build_docs.py --execute            # run every notebook first (cells flagged slow/cuda skipped)
-    python tools/build_docs.py --execute 'tutorials/*' --execute '01_plots*'   # run only these
+1. Find the notebooks as nbdev does (`nbglob`: no `_` or `.` files and folders).
+2. Stage each one: nbdev's `add_show_docs` puts a `show_doc` cell after every exported definition, and the
+   cells that `nbdev-test` leaves out (flags in `tst_flags` such as `slow` and `cuda`, `#| eval: false`) get
+   nbclient's `skip-execution` tag.
+3. Execute with jupyter-cache: a staged notebook whose code cells, and the library files they import (directly
+   or through other modules of `lib_path`, and its data files), match a cached run gets that run's outputs; the
+   others run in a Jupyter kernel in their own folder (`nbs/`, `nbs/tutorials/`), `--jobs` at a time, and each
+   successful run is cached (in `.jupyter_cache/`).
+4. Apply nbdev's docs processors (`FilterDefaults`, what `nbdev-proc-nbs` applies) to the executed notebook:
+   hidden and exported cells removed, `show_doc` cells shown as documentation, names linked, front matter.
+   The notebook is not run a second time for `show_doc` (`exec_show_docs` is left out: step 3 ran it).
+5. Write the processed notebooks to `_proc/` under nbdev's page names (`00_data.ipynb` -> `data`), with Quarto
+   cell options turned into myst-nb tags, links made relative, and a table of contents in the order of
+   `nbs/sidebar.yml` (notebooks it does not list go after their numeric neighbour).
+6. `sphinx-build` with myst-nb (configuration in `docs/conf.py`) renders `_proc/` into `_docs/`.
 
-Notebooks are committed without outputs (they are written as scripts and checked by `nbdev-test`),
-so a plain build shows code, prose and API docs; `--execute` adds rendered outputs such as ECG plots.
-The `nbdev-proc-nbs` command itself is not used: it first tries to download and install Quarto.
+Only what changed is redone: step 3 runs only notebooks without a cached result, step 5 rewrites only pages
+whose content changed, and Sphinx re-renders only those. A notebook that fails to run is rendered up to its
+error, and the build exits non-zero naming it.
 """
 from __future__ import annotations
 
 import argparse
-import base64
+import ast
+import concurrent.futures as cf
 import fnmatch
-import html
+import hashlib
+import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
+import subprocess
 import sys
-import tempfile
 import time
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urldefrag, urlsplit
-
-import markdown
-import yaml
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
-from pygments.util import ClassNotFound
+from pathlib import Path, PurePosixPath
 
 log = logging.getLogger("build_docs")
 ROOT = Path(__file__).resolve().parents[1]
-
-_re_ansi = re.compile(r"\x1B(?:[@-Z\\-_]|\[[0-?]*[ -/]*[@-~])")
-_re_directive = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
-_re_heading = re.compile(r"<h([1-4])>(.*?)</h\1>", re.S)
-_re_tag = re.compile(r"<[^>]+>")
-_re_fdiv = re.compile(r"^(:{3,})\s*(\{[^}]*\}|[\w-]+)?\s*$")
-_re_src_link = re.compile(r"\[source\]\((\S+?)\)\{[^}]*\}")
-_re_attrs = re.compile(r"(?:\.([\w-]+))|(?:#([\w-]+))|(?:([\w-]+)=(\"[^\"]*\"|'[^']*'|\S+))")
-_re_list_start = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\S")
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    "What to build and where."
-    nbs: Path  # folder of source notebooks (the nbdev `nbs_path`)
-    out: Path  # output folder of the static site
-    execute: tuple[str, ...] = ()  # globs (relative to `nbs`) of notebooks to execute before rendering
-    skip_flags: tuple[str, ...] = ("slow", "cuda")  # cells with these directives are not executed
-    cell_timeout: int = 600  # seconds per executed cell
+SHOW_DOC_TAG = "nbdev-show-doc"  # tag of the cells whose output is API documentation, not a result
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"}
+# first cell of a staged notebook that has show_doc cells: nbdev's `show_doc`, which stops the notebook where it
+# cannot render a symbol (so would `nbdev-docs`); here the page gets the plain signature and the build a warning
+SHOW_DOC_SETUP = '''#| hide
+from nbdev.showdoc import show_doc as _nbdev_show_doc
+def show_doc(sym, *args, **kwargs):
+    try: return _nbdev_show_doc(sym, *args, **kwargs)
+    except Exception as e:
+        import inspect
+        from IPython.display import Markdown, display
+        name = getattr(sym, "__qualname__", repr(sym))
+        try: sig = str(inspect.signature(sym))
+        except (TypeError, ValueError): sig = "(...)"
+        doc = (inspect.getdoc(sym) or "").strip().splitlines()
+        md = f"### {name}\\n\\n```python\\n{'class' if inspect.isclass(sym) else 'def'} {name}{sig}\\n```\\n\\n" + (f"*{doc[0]}*" if doc else "")
+        display(Markdown(md), metadata={"nbdev-docs-fallback": f"show_doc({name}) failed ({type(e).__name__}: {e})"})
+'''
+_re_quarto_opt = re.compile(r"^\s*#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
+_re_md_link = re.compile(r"(?<!!)\[([^\[\]]*)\]\(([^)\s]+)\)")  # [text](url), not images
+_re_callout = re.compile(r"^(:{3,})\s*\{\.callout-(note|tip|warning|caution|important)[^}]*\}\s*$", re.M)
 
 
 @dataclass
 class Page:
-    "One notebook and where its page goes."
+    "One notebook and the page it becomes."
     src: Path  # source notebook
-    rel: Path  # notebook path relative to `nbs`
-    out_rel: str  # html path relative to the site root (posix)
+    rel: str  # notebook path relative to the notebook folder (posix)
+    doc: str  # Sphinx document name: nbdev's page name without `.html` (`data`, `tutorials/quickstart`)
+    staged: object = None  # nbformat notebook to execute
+    executed: object = None  # nbformat notebook with outputs
+    cached: bool = False  # outputs came from the cache
+    seconds: float = 0.0  # execution time (0 when cached)
+    error: str = ""  # why execution failed
+    warnings: list = field(default_factory=list)  # show_doc cells rendered without nbdev (nbdev-docs would stop)
     title: str = ""
-    description: str = ""
-    body: str = ""
-    toc: list = field(default_factory=list)
-    error: str = ""
-    warnings: list = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- small helpers
-def slugify(text: str) -> str:
-    "Heading id as pandoc (so Quarto and nbdev's doc links) makes it."
-    t = html.unescape(_re_tag.sub("", text)).strip().lower()
-    t = re.sub(r"[^\w\s.\-]", "", t)
-    t = re.sub(r"\s+", "-", t)
-    t = re.sub(r"^[^a-z]+", "", t)
-    return t or "section"
+# ---------------------------------------------------------------- discovery and order
+def find_notebooks(nbs: Path) -> list[Path]:
+    "Notebooks nbdev would document (`nbdev.doclinks.nbglob`), sorted."
+    from nbdev.doclinks import nbglob
+    return sorted(Path(p) for p in nbglob(nbs))
 
 
-def relurl(target: str, frm: str) -> str:
-    "URL of site path `target` relative to the page at site path `frm` (both posix, from the root)."
-    return os.path.relpath(target, os.path.dirname(frm) or ".").replace(os.sep, "/")
+def page_name(rel: str) -> str:
+    "nbdev's page name for notebook `rel`, without `.html` (`00_data.ipynb` -> `data`)."
+    from nbdev.config import nbpath2html
+    return nbpath2html(PurePosixPath(rel)).with_suffix("").as_posix()
 
 
-def out_name(rel: Path) -> str:
-    "Site path of notebook `rel`: numeric prefix dropped, lower case (nbdev's `nbpath2html`)."
-    name = re.sub(r"^\d+[a-zA-Z0-9]*_", "", rel.name.lower())
-    return (rel.parent / name).with_suffix(".html").as_posix()
-
-
-def src_text(x) -> str:
-    return "".join(x) if isinstance(x, list) else (x or "")
-
-
-def code_html(src: str, lang: str = "python") -> str:
-    try: lexer = get_lexer_by_name(lang or "python")
-    except ClassNotFound: lexer = get_lexer_by_name("text")
-    return highlight(src, lexer, HtmlFormatter(cssclass="highlight", wrapcode=True))
-
-
-def split_directives(src: str) -> tuple[dict, str]:
-    "Quarto/nbdev `#|` directives at the top of a code cell, and the code without them."
-    d, lines = {}, src.splitlines()
-    i = 0
-    while i < len(lines) and (m := _re_directive.match(lines[i])):
-        d[m.group(1)] = m.group(2).strip("\"'")
-        i += 1
-    return d, "\n".join(lines[i:]).strip("\n")
-
-
-# ---------------------------------------------------------------- markdown
-def _div_open(attrs: str) -> str:
-    classes, extra = [], {}
-    attrs = (attrs or "").strip("{} ")
-    for m in _re_attrs.finditer(attrs):
-        if m.group(1): classes.append(m.group(1))
-        elif m.group(3): extra[m.group(3)] = m.group(4).strip("\"'")
-    title = ""
-    kind = next((c for c in classes if c.startswith("callout")), None)
-    if kind:
-        classes.append("callout")
-        label = extra.get("title") or kind.replace("callout-", "").capitalize()
-        title = f'<p class="callout-title">{html.escape(label)}</p>\n\n'
-    return f'\n\n<div class="{html.escape(" ".join(classes))}" markdown="1">\n\n{title}'
-
-
-def prep_markdown(md: str) -> str:
-    "Quarto-flavoured bits Python-Markdown does not know: fenced divs, link attributes, tight lists."
-    out, in_fence, depth, prev = [], False, 0, ""
-    for line in md.splitlines():
-        if line.lstrip().startswith(("```", "~~~")): in_fence = not in_fence
-        if not in_fence:
-            if m := _re_fdiv.match(line):
-                if m.group(2) is None and depth > 0:
-                    out.append("\n\n</div>\n\n"); depth -= 1
-                else:
-                    out.append(_div_open(m.group(2) or "")); depth += 1
-                prev = ""
-                continue
-            line = _re_src_link.sub(r'<a class="source-link" href="\1">source</a>', line)
-            line = re.sub(r"(\]\([^)\s]+\))\{[^}]*\}", r"\1", line)
-            if _re_list_start.match(line) and prev.strip() and not _re_list_start.match(prev) \
-               and not prev.startswith((" ", "\t")):
-                out.append("")
-        out.append(line)
-        prev = line
-    out.extend(["\n\n</div>\n\n"] * depth)
-    return "\n".join(out)
-
-
-def md_to_html(md: str) -> str:
-    return markdown.markdown(
-        prep_markdown(md),
-        extensions=["tables", "fenced_code", "codehilite", "attr_list", "md_in_html", "sane_lists", "def_list"],
-        extension_configs={"codehilite": {"css_class": "highlight", "guess_lang": False}},
-        output_format="html")
-
-
-# ---------------------------------------------------------------- notebook -> html
-class Renderer:
-    "Render one processed notebook into the body of a page."
-
-    def __init__(self, page: Page, cfg: BuildConfig, site_base: str, pages_by_src: dict[str, str],
-                 mod_pages: dict[str, str] | None = None):
-        self.page, self.cfg, self.site_base, self.pages_by_src = page, cfg, site_base, pages_by_src
-        self.mod_pages = mod_pages or {}
-        self.n_img = 0
-        self.out_rels = set(pages_by_src.values()) | {"index.html"}
-        self.files_dir = Path(page.out_rel).with_suffix("").as_posix() + "_files"
-
-    # links ---------------------------------------------------------------
-    def fix_links(self, body: str) -> str:
-        "Make nbdev's absolute doc links and `.ipynb` links relative links to the built pages."
-        def _href(m):
-            attr, url = m.group(1), html.unescape(m.group(2))
-            if self.site_base and url.startswith(self.site_base):
-                path, frag = urldefrag(url[len(self.site_base):].lstrip("/") or "index.html")
-                if path.endswith(".md"): path = path[:-3] + ".html"
-                if path in self.out_rels:  # pages this build does not have stay links to the hosted docs
-                    url = relurl(path, self.page.out_rel) + (f"#{frag}" if frag else "")
-                    return f'data-doclink="{html.escape(path)}#{html.escape(frag)}" {attr}="{html.escape(url, quote=True)}"'
-            elif not urlsplit(url).scheme and not url.startswith(("#", "/")):
-                path, frag = urldefrag(url)
-                if path.endswith(".ipynb"):
-                    tgt = (Path(self.page.rel).parent / path).as_posix()
-                    tgt = os.path.normpath(tgt).replace(os.sep, "/")
-                    new = self.pages_by_src.get(tgt, out_name(Path(tgt)))
-                    url = relurl(new, self.page.out_rel) + (f"#{frag}" if frag else "")
-            return f'{attr}="{html.escape(url, quote=True)}"'
-        return re.sub(r'(href)="([^"]*)"', _href, body)
-
-    # outputs -------------------------------------------------------------
-    def save_image(self, data: str, ext: str) -> str:
-        self.n_img += 1
-        rel = f"{self.files_dir}/figure-{self.n_img}.{ext}"
-        dst = self.cfg.out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(base64.b64decode(src_text(data)))
-        return relurl(rel, self.page.out_rel)
-
-    def output(self, o: dict, asis: bool) -> str:
-        ot = o.get("output_type")
-        if ot == "stream":
-            text = _re_ansi.sub("", src_text(o.get("text")))
-            text = "\n".join(l.rstrip("\r").rsplit("\r", 1)[-1] for l in text.split("\n"))  # progress bars: last state
-            if not text.strip(): return ""
-            return f'<pre class="output-{o.get("name", "stdout")}">{html.escape(text)}</pre>'
-        if ot == "error":
-            tb = _re_ansi.sub("", "\n".join(o.get("traceback") or [f'{o.get("ename")}: {o.get("evalue")}']))
-            return f'<pre class="output-error">{html.escape(tb)}</pre>'
-        data = o.get("data") or {}
-        if "image/png" in data or "image/jpeg" in data:
-            ext, key = ("png", "image/png") if "image/png" in data else ("jpg", "image/jpeg")
-            alt = html.escape(src_text(data.get("text/plain", "figure")))[:200]
-            return f'<figure class="output-image"><img src="{self.save_image(data[key], ext)}" alt="{alt}"></figure>'
-        if "image/svg+xml" in data: return f'<div class="output-svg">{src_text(data["image/svg+xml"])}</div>'
-        if "text/html" in data: return f'<div class="output-html">{src_text(data["text/html"])}</div>'
-        if "text/markdown" in data:
-            cls = "output-asis" if asis else "output-markdown"
-            return f'<div class="{cls}">{md_to_html(src_text(data["text/markdown"]))}</div>'
-        if "text/plain" in data:
-            return f'<pre class="output-text">{html.escape(_re_ansi.sub("", src_text(data["text/plain"])))}</pre>'
-        return ""
-
-    # cells ---------------------------------------------------------------
-    def markdown_cell(self, cell: dict) -> str:
-        src = src_text(cell.get("source"))
-        if "<!-- WARNING: THIS FILE WAS AUTOGENERATED" in src and len(src) < 80: return ""
-        for name, blobs in (cell.get("attachments") or {}).items():
-            mime, data = next(iter(blobs.items()))
-            src = src.replace(f"attachment:{name}", f"data:{mime};base64,{src_text(data).strip()}")
-        return f'<div class="cell markdown">{md_to_html(src)}</div>'
-
-    def code_cell(self, cell: dict) -> str:
-        dirs, src = split_directives(src_text(cell.get("source")))
-        if dirs.get("include") == "false": return ""
-        parts = []
-        if src and dirs.get("echo") != "false":
-            code = code_html(src, cell.get("metadata", {}).get("language", "python"))
-            if "code-fold" in dirs:
-                opn = " open" if dirs["code-fold"] == "show" else ""
-                summ = html.escape(dirs.get("code-summary", "Code"))
-                code = f"<details class=\"code-fold\"{opn}><summary>{summ}</summary>{code}</details>"
-            parts.append(f'<div class="cell-input">{code}</div>')
-        if dirs.get("output") != "false":
-            outs = [self.output(o, dirs.get("output") == "asis") for o in cell.get("outputs") or []]
-            outs = [o for o in outs if o]
-            if outs: parts.append('<div class="cell-output">' + "\n".join(outs) + "</div>")
-        if not parts: return ""
-        cls = "cell code showdoc" if dirs.get("output") == "asis" and dirs.get("echo") == "false" else "cell code"
-        return f'<div class="{cls}">' + "\n".join(parts) + "</div>"
-
-    def render(self, nb: dict) -> None:
-        fm, chunks = {}, []
-        for cell in nb.get("cells", []):
-            if "source" not in cell or cell.get("source") is None: continue
-            ct = cell.get("cell_type")
-            if ct == "raw":
-                s = src_text(cell["source"]).strip()
-                if s.startswith("---"):
-                    try: fm.update(yaml.safe_load(s.strip("-\n")) or {})
-                    except yaml.YAMLError as e: log.warning("%s: bad front matter (%s)", self.page.rel, e)
-                continue
-            if ct == "markdown": chunks.append(self.markdown_cell(cell))
-            elif ct == "code": chunks.append(self.code_cell(cell))
-        body = "\n".join(c for c in chunks if c)
-        body, toc = add_heading_ids(body)
-        self.page.title = str(fm.get("title") or self.page.title or Path(self.page.rel).stem)
-        self.page.description = str(fm.get("description") or "")
-        self.page.body, self.page.toc = self.link_modules(self.fix_links(body)), toc
-
-    def link_modules(self, body: str) -> str:
-        "Link `ecgmeta.x` module names (which nbdev leaves alone) to the page of the notebook exporting them."
-        def _sub(m):
-            tgt = self.mod_pages.get(m.group(1))
-            if not tgt or tgt == self.page.out_rel: return m.group(0)
-            return f'<a class="modlink" href="{relurl(tgt, self.page.out_rel)}">{m.group(0)}</a>'
-        return re.sub(r'(?<!">)<code>([\w.]+)</code>(?!</a>)', _sub, body)
-
-
-def add_heading_ids(body: str) -> tuple[str, list]:
-    "Give every h1-h4 a unique pandoc-style id and collect the h2/h3 ones as a table of contents."
-    seen, toc = {}, []
-    def _sub(m):
-        lvl, inner = int(m.group(1)), m.group(2)
-        base = slugify(inner)
-        n = seen.get(base, 0); seen[base] = n + 1
-        hid = base if n == 0 else f"{base}-{n}"
-        if lvl in (2, 3): toc.append((lvl, hid, _re_tag.sub("", inner)))
-        return f'<h{lvl} id="{hid}" class="anchored">{inner}<a class="anchor" href="#{hid}" aria-label="link to this section">#</a></h{lvl}>'
-    return _re_heading.sub(_sub, body), toc
-
-
-_re_doclink = re.compile(r'<a data-doclink="([^"#]*)#([^"]*)" href="[^"]*">(.*?)</a>', re.S)
-
-
-def unlink_dead_doclinks(pages: dict[str, Page]) -> None:
-    "nbdev links private names too; where the target page has no such anchor, keep the name and drop the link."
-    ids = {p.out_rel: set(re.findall(r'\sid="([^"]+)"', p.body)) for p in pages.values()}
-    def _sub(m):
-        path, frag, inner = html.unescape(m.group(1)), html.unescape(m.group(2)), m.group(3)
-        if frag and frag not in ids.get(path, set()): return inner
-        return m.group(0).replace(f'data-doclink="{m.group(1)}#{m.group(2)}" ', 'class="doclink" ', 1)
-    for p in pages.values(): p.body = _re_doclink.sub(_sub, p.body)
-
-
-# ---------------------------------------------------------------- navigation
-def _expand(item, nbs: Path) -> list:
-    "Sidebar entries as ('page', rel) / ('section', title, [entries]) tuples, globs expanded."
-    if isinstance(item, str):
-        if item == "auto": item = "*"
-        if any(ch in item for ch in "*?["):
-            return [("page", p.relative_to(nbs).as_posix()) for p in sorted(nbs.glob(item)) if p.suffix == ".ipynb"]
-        return [("page", item)]
+def _sidebar_refs(item, known: list[str]) -> list[str]:
+    "Notebooks (relative paths) that one `sidebar.yml` entry names, in order."
+    if isinstance(item, list): return [r for x in item for r in _sidebar_refs(x, known)]
     if isinstance(item, dict):
-        if "auto" in item: return [e for it in _listify(item["auto"]) for e in _expand(it, nbs)]
-        if "section" in item:
-            kids = [e for it in _listify(item.get("contents")) for e in _expand(it, nbs)]
-            if item.get("href"): kids.insert(0, ("page", item["href"]))
-            return [("section", str(item["section"]), kids)]
-        if "href" in item: return [("page", item["href"], item.get("text"))]
-    return []
+        if "contents" in item: return _sidebar_refs(item["contents"], known)
+        item = item.get("href") or item.get("file") or ""
+    if not isinstance(item, str) or not item.endswith(".ipynb"): return []
+    item = item.lstrip("./")
+    return sorted(k for k in known if fnmatch.fnmatch(k, item)) if any(c in item for c in "*?[") else \
+        [item] if item in known else []
 
 
-def _listify(x): return [] if x is None else x if isinstance(x, list) else [x]
+def toc_sections(nbs: Path, rels: list[str]) -> list[tuple[str, list[str]]]:
+    "`(caption, notebooks)` in the order of `nbs/sidebar.yml`; unlisted notebooks follow their numeric neighbour."
+    import yaml
+    side = nbs / "sidebar.yml"
+    contents = []
+    if side.exists():
+        contents = ((yaml.safe_load(side.read_text()) or {}).get("website", {}).get("sidebar", {}).get("contents")) or []
+    if not contents: return [("", sorted(set(rels) - {"index.ipynb"}))]  # no sidebar: by name
+    sections: list[tuple[str, list[str]]] = []
+    for item in contents:
+        caption = item.get("section", "") if isinstance(item, dict) else ""
+        refs = [r for r in _sidebar_refs(item, rels) if r != "index.ipynb"]
+        if refs: sections.append((caption, refs))
+    seen: set[str] = set()
+    for _, refs in sections:  # a notebook listed twice stays where it first appears
+        refs[:] = [r for r in refs if not (r in seen or seen.add(r))]
+    for rel in sorted(set(rels) - seen - {"index.ipynb"}):
+        folder = PurePosixPath(rel).parent
+        before = [(r, i) for i, (_, refs) in enumerate(sections) for r in refs if PurePosixPath(r).parent == folder and r < rel]
+        if before:
+            r, i = max(before)
+            sections[i][1].insert(sections[i][1].index(r) + 1, rel)
+            where = f"after {r}"
+        else:
+            if not (sections and sections[-1][0] == "More"): sections.append(("More", []))
+            sections[-1][1].append(rel)
+            where = "under More"
+        log.warning("%s is not in %s: listed %s (add it to the sidebar)", rel, side.relative_to(side.parent.parent), where)
+    return [(c, refs) for c, refs in sections if refs]
 
 
-def read_sidebar(nbs: Path, rels: list[str]) -> list:
-    "Navigation from `sidebar.yml` (Quarto's format), with any notebook it misses added at the end."
-    entries = []
-    sb = nbs / "sidebar.yml"
-    if sb.exists():
-        cfg = yaml.safe_load(sb.read_text()) or {}
-        side = (cfg.get("website") or {}).get("sidebar") or {}
-        if isinstance(side, list): side = side[0] if side else {}
-        for it in _listify(side.get("contents")): entries.extend(_expand(it, nbs))
-    listed = set()
-    def _walk(es):
-        for e in es:
-            if e[0] == "page": listed.add(e[1])
-            else: _walk(e[2])
-    _walk(entries)
-    missing = [r for r in rels if r not in listed]
-    if missing:
-        if sb.exists(): log.info("not in sidebar.yml, listed under 'More': %s", ", ".join(missing))
-        top = [("page", r) for r in missing if "/" not in r]
-        by_dir: dict[str, list] = {}
-        for r in missing:
-            if "/" in r: by_dir.setdefault(r.split("/")[0], []).append(("page", r))
-        entries.extend(top if not sb.exists() else ([("section", "More", top)] if top else []))
-        entries.extend(("section", d.replace("_", " ").capitalize(), es) for d, es in by_dir.items())
-    return entries
+# ---------------------------------------------------------------- staging and execution
+class Library:
+    "The library's files and which of its modules each one imports: what a notebook's outputs depend on."
+
+    def __init__(self, lib: Path):
+        self.pkg, self.files, self.packages = lib.name, {}, set()
+        data = hashlib.sha256()  # package data (weights, configs): part of every signature
+        for p in sorted(lib.rglob("*")):
+            if not p.is_file() or "__pycache__" in p.parts or p.suffix == ".pyc": continue
+            rel = p.relative_to(lib)
+            if p.suffix != ".py":
+                data.update(rel.as_posix().encode() + b"\0" + p.read_bytes() + b"\0"); continue
+            mod = ".".join((self.pkg, *rel.with_suffix("").parts))
+            if mod.endswith(".__init__"): mod = mod[: -len(".__init__")]; self.packages.add(mod)
+            self.files[mod] = p.read_bytes()
+        self.data = data.hexdigest()
+        self.deps = {m: self.imports(src.decode("utf-8", "replace"), m) for m, src in self.files.items()}
+
+    def imports(self, code: str, current: str | None = None) -> set[str]:
+        "The library's modules that `code` imports anywhere (or names in a string, as `importlib` users do)."
+        try: tree = ast.parse(code)
+        except SyntaxError: return set(self.files)  # cannot tell: all of them
+        names = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Import): names |= {a.name for a in n.names}
+            elif isinstance(n, ast.ImportFrom):
+                base = n.module or ""
+                if n.level and current:  # relative: from the package of `current`
+                    pkg = (current if current in self.packages else current.rpartition(".")[0]).split(".")
+                    base = ".".join(pkg[: len(pkg) - n.level + 1] + ([base] if base else []))
+                names |= {base} | {f"{base}.{a.name}" for a in n.names}
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith(self.pkg + "."):
+                names.add(n.value)
+        return {".".join(nm.split(".")[:i]) for nm in names for i in range(1, nm.count(".") + 2)} & set(self.files)
+
+    def signature(self, code_cells: list[str]) -> str:
+        "Hash of the library files that code cells use, directly or through other modules (not `_modidx`)."
+        used: set[str] = set()
+        for src in code_cells:
+            code = "\n".join("pass" if l.lstrip().startswith(("%", "!")) else l for l in src.splitlines())
+            used |= self.imports(code)
+            if re.search(rf"(?<![\w.]){re.escape(self.pkg)}(?![\w.])", code): used |= set(self.files)  # its CLI
+        todo, seen = list(used), set()
+        while todo:
+            m = todo.pop()
+            if m not in seen: seen.add(m); todo.extend(self.deps[m])
+        h = hashlib.sha256(self.data.encode())
+        for m in sorted(seen - {f"{self.pkg}._modidx"}): h.update(m.encode() + b"\0" + self.files[m] + b"\0")
+        return h.hexdigest()[:16]
 
 
-def nav_html(entries: list, pages: dict[str, Page], cur: Page) -> str:
-    def _items(es):
-        out = []
-        for e in es:
-            if e[0] == "section":
-                inner = _items(e[2])
-                if inner: out.append(f'<li class="nav-section"><span>{html.escape(e[1])}</span><ul>{inner}</ul></li>')
+def stage(src: Path, lib: Library, skip_flags: list[str]):
+    "The notebook to execute: `show_doc` cells added, cells that `nbdev-test` skips tagged `skip-execution`."
+    import nbformat
+    from fastcore.nbio import mk_cell, nb2dict, read_nb
+    from nbdev.process import NBProcessor
+    from nbdev.processors import add_show_docs
+    from nbdev.test import nb_test_cells
+    runs = {c.get("id") or c.source for c in nb_test_cells(src, skip_flags)}
+    nb = read_nb(src)
+    for c in nb.cells:
+        if c.cell_type == "code" and (c.get("id") or c.source) not in runs:
+            c.metadata.setdefault("tags", []).append("skip-execution")
+    NBProcessor(nb=nb, procs=[add_show_docs], rm_directives=False).process()
+    for c in nb.cells:
+        if c.get("has_sd"):
+            c.pop("has_sd")
+            c.metadata.setdefault("tags", []).append(SHOW_DOC_TAG)
+    if any(c.cell_type == "code" and c.source.lstrip().startswith("show_doc") for c in nb.cells):
+        nb.cells.insert(0, mk_cell(SHOW_DOC_SETUP))
+    # the library's signature is part of what jupyter-cache hashes (code cells only): a hidden comment cell
+    sig = lib.signature([c.source for c in nb.cells if c.cell_type == "code"])
+    nb.cells.insert(0, mk_cell(f"#| hide\n# docs build: library files this notebook uses {sig}"))
+    d = nb2dict(nb)
+    for i, c in enumerate(d["cells"]):
+        c.pop("idx_", None)
+        c.setdefault("id", f"docs-{i}")
+    return nbformat.reads(json.dumps(d), as_version=4)
+
+
+def _execute(nb_json: str, cwd: str, timeout: int | None, threads: int) -> tuple[str, float, str]:
+    "Run one notebook in a Jupyter kernel (a worker process): `(executed notebook, seconds, error)`."
+    import nbformat
+    from jupyter_cache.executors.utils import single_nb_execution
+    nb = nbformat.reads(nb_json, as_version=4)
+    # kernels side by side share the cores: with torch's default (a thread per core each) they oversubscribe them,
+    # which made a 2-core build 2-4x slower than nbdev-test; the kernel inherits this worker's environment
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"): os.environ.setdefault(var, str(threads))
+    # tqdm.auto warns in every kernel without ipywidgets; the page shows text progress bars instead
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
+    res = single_nb_execution(nb, cwd=cwd, timeout=timeout, allow_errors=False,
+                              extra_arguments=["--IPKernelApp.log_level=ERROR"])  # no transport warning per kernel
+    err = ""
+    if res.err is not None:  # the cell that failed and its exception, not nbclient's whole message
+        bad = next((c for c in res.nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
+        what = f"{getattr(res.err, 'ename', type(res.err).__name__)}: {getattr(res.err, 'evalue', res.err)}"
+        code = [l for l in (bad.source if bad is not None else "").splitlines() if l.strip() and not l.lstrip().startswith("#|")]
+        err = what + (f"\n    in the cell starting: {code[0]}" if code else "")
+    return nbformat.writes(res.nb), res.time, err
+
+
+def execute(pages: list[Page], cache_dir: Path, jobs: int, timeout: int | None) -> None:
+    "Outputs for every staged page: from jupyter-cache where it has them, else run (and cache on success)."
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    cache = get_cache(cache_dir)
+    todo = []
+    for p in pages:
+        try:
+            _, p.executed = cache.merge_match_into_notebook(p.staged)
+            p.cached = True
+        except KeyError:
+            todo.append(p)
+    log.info("%d notebooks from the cache, %d to run (%d at a time)", len(pages) - len(todo), len(todo), jobs)
+    if not todo: return
+    took: dict[str, float] = {}  # how long earlier runs of each notebook took: the longest start first
+    for r in cache.list_cache_records():
+        took[r.uri] = max(took.get(r.uri, 0.0), float((r.data or {}).get("execution_seconds") or 0.0))
+    todo.sort(key=lambda p: -took.get(str(p.src), 0.0))
+    ctx = multiprocessing.get_context("spawn")
+    workers = max(1, min(jobs, len(todo)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futs = {pool.submit(_execute, nbformat.writes(p.staged), str(p.src.parent), timeout, threads): p for p in todo}
+        for fut in cf.as_completed(futs):
+            p = futs[fut]
+            try: nb_json, p.seconds, p.error = fut.result()
+            except Exception as e:  # the kernel died, or the worker did
+                nb_json, p.error = nbformat.writes(p.staged), f"{type(e).__name__}: {e}"
+            p.executed = nbformat.reads(nb_json, as_version=4)
+            if p.error:
+                log.error("%s failed after %.0fs:\n%s", p.rel, p.seconds, p.error)
                 continue
-            rel = e[1]
-            if rel.startswith(("http://", "https://")):
-                out.append(f'<li><a href="{html.escape(rel)}">{html.escape(e[2] if len(e) > 2 and e[2] else rel)}</a></li>')
-                continue
-            p = pages.get(rel)
-            if p is None: continue
-            text = (e[2] if len(e) > 2 and e[2] else None) or p.title
-            act = ' class="active" aria-current="page"' if p is cur else ""
-            out.append(f'<li><a{act} href="{relurl(p.out_rel, cur.out_rel)}">{html.escape(text)}</a></li>')
-        return "".join(out)
-    return f'<ul class="nav">{_items(entries)}</ul>'
+            log.info("ran %-36s %6.1fs", p.rel, p.seconds)
+            # cache the *staged* notebook's hash with the outputs (what merge_match_into_notebook looks up)
+            bundle = nbformat.from_dict(p.executed)
+            cache.cache_notebook_bundle(CacheBundleIn(bundle, uri=str(p.src), data={"execution_seconds": p.seconds}),
+                                        check_validity=False, overwrite=True)
 
 
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} – {site}</title>
-<meta name="description" content="{description_attr}">
-<link rel="icon" href="{root}favicon.svg" type="image/svg+xml">
-<link rel="stylesheet" href="{root}site.css">
-<link rel="stylesheet" href="{root}pygments.css">
-<link rel="stylesheet" href="{root}styles.css">
-</head>
-<body>
-<header class="navbar">
-  <a class="brand" href="{root}index.html"><img src="{root}logo.svg" alt="" width="28" height="28">{site}</a>
-  <nav class="navbar-right"><a href="{repo}">GitHub</a></nav>
-</header>
-<div class="layout">
-<aside class="sidebar" aria-label="Site navigation">{nav}</aside>
-<main class="content" id="content">
-<header class="page-header"><h1 class="title">{title}</h1>{description}</header>
-{body}
-<footer class="page-footer">{prev_next}</footer>
-</main>
-<aside class="toc" aria-label="On this page">{toc}</aside>
-</div>
-</body>
-</html>
-"""
+# ---------------------------------------------------------------- nbdev processing and page text
+def nbdev_process(p: Page):
+    "nbdev's docs processors on the executed notebook (the same as `nbdev-proc-nbs`, without re-running it)."
+    from fastcore.nbio import dict2nb
+    from nbdev.processors import FilterDefaults, add_show_docs, exec_show_docs
+    nb = dict2nb(json.loads(json.dumps(p.executed)))
+    nb.path_ = str(p.src)
+    for c in nb.cells:
+        if SHOW_DOC_TAG in c.get("metadata", {}).get("tags", []): c.has_sd = True  # for nbdev's `mv_exports`
 
-FAVICON = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32" width="32" height="32">
-<rect width="32" height="32" rx="6" fill="#1f4e79"/>
-<polyline points="2,18 9,18 11,14 13,18 15,18 17,5 19,27 21,18 24,18 26,15 28,18 30,18"
- fill="none" stroke="#fff" stroke-width="2" stroke-linejoin="round" stroke-linecap="round"/>
-</svg>
-"""
+    class Filter(FilterDefaults):
+        def base_procs(self): return [f for f in super().base_procs() if f not in (add_show_docs, exec_show_docs)]
+    Filter().nb_proc(nb).process()
+    return nb
 
-SITE_CSS = """
-:root { --fg:#1d2430; --muted:#5b6677; --line:#e3e7ee; --accent:#1f4e79; --bg-code:#f6f8fa; --nav-w:250px; --toc-w:210px; }
-* { box-sizing: border-box; }
-html { scroll-padding-top: 64px; }
-body { margin:0; font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       color: var(--fg); line-height: 1.6; font-size: 16px; background: #fff; }
-a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: underline; }
-.navbar { position: sticky; top: 0; z-index: 10; display:flex; align-items:center; justify-content:space-between;
-          height: 52px; padding: 0 20px; background: var(--accent); color:#fff; }
-.navbar a { color:#fff; } .brand { font-weight: 600; font-size: 1.15rem; display:flex; align-items:center; gap:10px; }
-.layout { display:grid; grid-template-columns: var(--nav-w) minmax(0,1fr) var(--toc-w); max-width: 1400px; margin: 0 auto; }
-.sidebar, .toc { position: sticky; top: 52px; align-self: start; max-height: calc(100vh - 52px); overflow-y: auto; padding: 22px 14px; font-size: .92rem; }
-.sidebar { border-right: 1px solid var(--line); }
-.nav, .nav ul { list-style: none; margin: 0; padding: 0; }
-.nav li a { display:block; padding: 3px 10px; border-radius: 4px; color: var(--fg); }
-.nav li a:hover { background: #eef2f7; text-decoration:none; }
-.nav li a.active { background: #e1ebf5; color: var(--accent); font-weight: 600; }
-.nav-section > span { display:block; margin: 14px 0 4px; padding: 0 10px; font-size: .78rem; font-weight: 700;
-                      text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
-.content { padding: 26px 40px 60px; min-width: 0; }
-.page-header { border-bottom: 1px solid var(--line); margin-bottom: 18px; padding-bottom: 8px; }
-.title { margin: 0 0 6px; font-size: 2.1rem; line-height: 1.2; }
-.description { color: var(--muted); font-size: 1.08rem; margin: 0 0 8px; }
-h2 { margin-top: 2rem; border-bottom: 1px solid var(--line); padding-bottom: 4px; } h3 { margin-top: 1.6rem; }
-.anchor { margin-left: .4em; color: #b8c2d0; font-weight: 400; visibility: hidden; }
-h1:hover .anchor, h2:hover .anchor, h3:hover .anchor, h4:hover .anchor { visibility: visible; }
-code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em; background: var(--bg-code);
-       padding: .1em .3em; border-radius: 3px; }
-pre { background: var(--bg-code); padding: 10px 14px; border-radius: 6px; overflow-x: auto; font-size: .86rem; line-height: 1.45; }
-pre code { background: none; padding: 0; font-size: inherit; }
-a code { color: var(--accent); }
-.highlight { margin: 0; } .highlight pre { margin: .4rem 0; border: 1px solid var(--line); }
-.cell { margin: .8rem 0; }
-.cell-output pre { background: #fff; border: 1px solid var(--line); border-left: 3px solid #c9d3e0; }
-.cell-output pre.output-stderr { border-left-color: #e0b252; background: #fffaf0; }
-.cell-output pre.output-error { border-left-color: #c0392b; background: #fff5f5; }
-.output-image img { max-width: 100%; height: auto; }
-figure { margin: .6rem 0; }
-table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; display: block; overflow-x: auto; }
-th, td { border: 1px solid var(--line); padding: 4px 10px; text-align: left; vertical-align: top; }
-thead th { background: #f2f5f9; }
-table[border] { border: 1px solid var(--line); } .output-html table { font-variant-numeric: tabular-nums; }
-.showdoc { margin-top: 1.6rem; }
-.showdoc hr { border: 0; border-top: 2px solid var(--line); margin: 1.2rem 0 .4rem; }
-.source-link { float: right; font-size: .8rem; }
-details.code-fold > summary { cursor: pointer; color: var(--muted); font-size: .88rem; }
-.callout { border-left: 4px solid #5b9bd5; background: #f4f8fc; padding: 6px 14px; margin: 1rem 0; border-radius: 4px; }
-.callout-warning, .callout-caution { border-left-color: #e0a030; background: #fffaf0; }
-.callout-important { border-left-color: #c0392b; background: #fff5f5; }
-.callout-tip { border-left-color: #3c9a5f; background: #f3faf5; }
-.callout-title { font-weight: 600; margin: 4px 0; }
-blockquote { margin: .8rem 0; padding: 2px 14px; border-left: 3px solid var(--line); color: var(--muted); }
-.toc h2 { font-size: .8rem; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); border: 0; margin: 0 0 6px; }
-.toc ul { list-style: none; margin: 0; padding: 0; } .toc li { padding: 2px 0; } .toc li.l3 { padding-left: 12px; font-size: .88rem; }
-.toc a { color: var(--fg); }
-.page-footer { display:flex; justify-content: space-between; gap: 12px; margin-top: 40px; padding-top: 14px; border-top: 1px solid var(--line); }
-@media (max-width: 1100px) { .layout { grid-template-columns: var(--nav-w) minmax(0,1fr); } .toc { display:none; } }
-@media (max-width: 760px) { .layout { display:block; } .sidebar { position: static; max-height: none; border-right: 0;
-  border-bottom: 1px solid var(--line); } .content { padding: 18px; } }
-"""
+
+_re_heading = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+_re_fence = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
+
+
+def page_anchors(nb) -> set[str]:
+    "The ids Sphinx gives the headings of a processed notebook (markdown cells and `show_doc` output)."
+    from docutils.nodes import make_id
+    texts = []
+    for c in nb.cells:
+        if c.cell_type == "markdown": texts.append(c.source)
+        for o in c.get("outputs", []):
+            md = (o.get("data") or {}).get("text/markdown")
+            if md: texts.append("".join(md))
+    ids = set()
+    for t in texts:
+        for h in _re_heading.findall(_re_fence.sub("", t)):
+            h = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", h)  # a linked heading: its text
+            ids.add(make_id(h.replace("`", "").replace("*", "")))
+    return ids
+
+
+@dataclass
+class Links:
+    "What links can point to: pages by notebook and by page name, nbdev's hosted-doc URL, the ids on each page."
+    by_rel: dict
+    by_doc: dict
+    site_base: str
+    anchors: dict = field(default_factory=dict)
+
+    def target(self, url: str, page: Page) -> str | None:
+        "`url` as a relative link if it names a page of this site; None for an nbdev link to an id that page lacks."
+        from docutils.nodes import make_id
+        path, _, frag = url.partition("#")
+        doc, generated = None, False
+        if self.site_base and url.startswith(self.site_base):
+            rest, generated = path[len(self.site_base):].lstrip("/") or "index.html", True
+            for suffix in (".html.md", ".html", ".md"):
+                if rest.endswith(suffix): rest = rest[: -len(suffix)]; break
+            doc = rest if rest in self.by_doc else None
+        elif path.endswith(".ipynb") and "://" not in path and not path.startswith("/"):
+            rel = os.path.normpath(os.path.join(os.path.dirname(page.rel), path)).replace(os.sep, "/")
+            doc = self.by_rel[rel].doc if rel in self.by_rel else None
+        if doc is None: return url
+        frag = make_id(frag) if frag else ""
+        # nbdev links every exported name, also those its pages do not document (methods, `exporti`): unlink those
+        if generated and frag and frag not in self.anchors.get(doc, {frag}): return None
+        href = os.path.relpath(doc + ".html", os.path.dirname(page.doc) or ".").replace(os.sep, "/")
+        return href + (f"#{frag}" if frag else "")
+
+    def fix(self, md: str, page: Page) -> str:
+        "Links in markdown `md` of `page` made relative (or dropped, see `target`); Quarto callouts as MyST ones."
+        def _sub(m):
+            url = self.target(m.group(2), page)
+            return m.group(1) if url is None else f"[{m.group(1)}]({url})"
+        md = _re_md_link.sub(_sub, md)
+        return _re_callout.sub(lambda m: f"{m.group(1)}{{{m.group(2)}}}", md)
+
+
+def myst_notebook(nb, page: Page, links: Links) -> dict:
+    "The processed notebook as myst-nb reads it: front matter as a title, Quarto cell options as tags, links fixed."
+    import yaml
+    from fastcore.nbio import nb2dict
+    d = nb2dict(nb)
+    cells = []
+    for c in d["cells"]:
+        c.pop("idx_", None); c.pop("has_sd", None)
+        src = "".join(c.get("source") or [])
+        if c["cell_type"] == "raw":
+            fm = yaml.safe_load(src.strip().strip("-")) if src.strip().startswith("---") else None
+            if isinstance(fm, dict):
+                page.title = str(fm.get("title") or "")
+                text = f"# {page.title}" if page.title else ""
+                if fm.get("description"): text += f"\n\n{{.description}}\n{fm['description']}"
+                if text: cells.append({"cell_type": "markdown", "metadata": {}, "source": text})
+            continue
+        if c["cell_type"] == "markdown":
+            c["source"] = links.fix(src, page)
+        elif c["cell_type"] == "code":
+            lines, opts = src.splitlines(), {}
+            while lines and (m := _re_quarto_opt.match(lines[0])):
+                opts[m.group(1)] = m.group(2).strip("\"'").lower(); lines.pop(0)
+            c["source"] = "\n".join(lines).strip("\n")
+            tags = c["metadata"].setdefault("tags", [])
+            tags[:] = [t for t in tags if t != "skip-execution"]
+            if opts.get("include") == "false": continue
+            if opts.get("echo") == "false" or not c["source"]: tags.append("remove-input")
+            if opts.get("output") == "false": tags.append("remove-output")
+            if opts.get("code-fold") in ("true", "hide"): tags.append("hide-input")
+            if c["source"].startswith("show_doc") and SHOW_DOC_TAG not in tags: tags.append(SHOW_DOC_TAG)
+            for o in c.get("outputs", []):
+                data = o.get("data") or {}
+                if "text/markdown" in data:
+                    md = "".join(data["text/markdown"])
+                    if SHOW_DOC_TAG in tags: md = re.sub(r"^\s*---\s*\n", "", md)  # nbdev's rule: CSS draws it
+                    data["text/markdown"] = links.fix(md, page)
+            if not c["source"] and not c.get("outputs"): continue
+            if not tags: c["metadata"].pop("tags")
+        cells.append(c)
+    if page.error:  # the build fails; the page says why (the failing cell may be a hidden one)
+        msg = ("::::{error}\nThis notebook stopped with an error when the site was built, so this page shows its "
+               f"outputs up to there:\n\n```text\n{page.error}\n```\n::::")
+        cells.insert(1 if page.title else 0, {"cell_type": "markdown", "metadata": {}, "source": msg})
+    for i, c in enumerate(cells): c.setdefault("id", f"docs-{i}")
+    d["cells"] = cells
+    d["metadata"].pop("jupytext", None)
+    return d
+
+
+def toc_cell(sections: list[tuple[str, list[str]]], pages_by_rel: dict[str, Page]) -> dict:
+    "A markdown cell of hidden toctrees (one per sidebar section): Sphinx's navigation, order and prev/next links."
+    blocks = []
+    for caption, refs in sections:
+        lines = ["```{toctree}", ":hidden:"] + ([f":caption: {caption}"] if caption else []) + [""]
+        blocks.append("\n".join(lines + [pages_by_rel[r].doc for r in refs] + ["```"]))
+    return {"cell_type": "markdown", "id": "docs-toc", "metadata": {}, "source": "\n\n".join(blocks)}
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    "Write `text` unless `path` already holds it (so Sphinx re-reads only changed pages)."
+    if path.exists() and path.read_text(encoding="utf-8") == text: return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True
 
 
 # ---------------------------------------------------------------- build
-def nbdev_settings() -> tuple[str, str, str]:
-    "Site title, the hosted docs URL nbdev links to, the repository URL and the package name, from `pyproject.toml`."
+@dataclass
+class Build:
+    "What a build did."
+    pages: list[Page] = field(default_factory=list)
+    failed: list[Page] = field(default_factory=list)
+    sphinx_rc: int = 0
+    seconds: float = 0.0
+
+
+def build(nbs: Path, out: Path, proc: Path, cache_dir: Path, jobs: int = 2, timeout: int | None = 600,
+          skip_flags: list[str] | None = None) -> Build:
+    "Build the site from the notebooks in `nbs` into `out` (sources in `proc`, executed outputs cached in `cache_dir`)."
+    import nbformat
     from nbdev.config import get_config
-    cfg = get_config()
-    base = (cfg.get("doc_host", "") or "").rstrip("/") + "/" + (cfg.get("doc_baseurl", "") or "").strip("/")
-    return (cfg.get("title") or cfg.get("lib_name") or "docs", base.rstrip("/") + "/", cfg.get("git_url", ""),
-            cfg.get("lib_name") or cfg.get("lib_path", "").split("/")[-1])
-
-
-def module_pages(pages: dict[str, Page], lib: str) -> dict[str, str]:
-    "Module name (`ecgmeta.data`) -> site path of the notebook with that `#| default_exp`."
-    import json
-    res = {}
-    for page in pages.values():
-        try: cells = json.loads(page.src.read_text()).get("cells", [])
-        except (OSError, ValueError): continue
-        for c in cells:
-            if c.get("cell_type") == "code" and (m := re.search(r"^\s*#\|\s*default_exp\s+(\S+)", src_text(c.get("source")), re.M)):
-                res[f"{lib}.{m.group(1)}"] = page.out_rel
-                break
-    return res
-
-
-def find_notebooks(nbs: Path) -> list[Path]:
-    "Notebooks nbdev would document: no `_`/`.` files or folders, no checkpoints."
-    res = []
-    for p in sorted(nbs.rglob("*.ipynb")):
-        rel = p.relative_to(nbs)
-        if any(part.startswith(("_", ".")) for part in rel.parts): continue
-        res.append(p)
-    return res
-
-
-def execute_notebook(src: Path, dst: Path, cfg: BuildConfig) -> str:
-    "Run `src` as `nbdev-test` would (flagged cells skipped) and save it with outputs to `dst`; '' or the error."
-    from execnb.shell import CaptureShell
-    from fastcore.nbio import write_nb
-    from fastcore.xtras import working_directory
-    from nbdev.process import NBProcessor
-    from nbdev.test import _skip_cell
-    nb = NBProcessor(src, rm_directives=False, process=True).nb
-    skip = _skip_cell(nb, list(cfg.skip_flags))
-    k, err = CaptureShell(src), ""
-    prev = os.environ.get("IN_TEST"); os.environ["IN_TEST"] = "1"
-    try:
-        with working_directory(src.parent):
-            k.run_all(nb, exc_stop=True, preproc=skip, cell_timeout=cfg.cell_timeout)
-    except Exception as e:  # keep what ran; the build reports the failure
-        err = f"{type(e).__name__}: {e}"
-    finally:
-        if prev is None: os.environ.pop("IN_TEST", None)
-        else: os.environ["IN_TEST"] = prev
-    for c in nb.cells:
-        for a in [a for a in c if a.endswith("_")]: c.pop(a, None)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    write_nb(nb, dst)
-    return err
-
-
-def _mixed_import_cell(cell) -> bool:
-    "A code cell that imports *and* does other work, with no export/show_doc: nbdev runs it for the docs, we do not."
-    import ast
-    if cell.cell_type != "code" or not cell.source: return False
-    if set(getattr(cell, "directives_", {}) or {}) & {"export", "exports", "exporti", "exec_doc"}: return False
-    try: trees = cell.parsed_()
-    except Exception: return False
-    if not trees: return False
-    if any(isinstance(t, ast.Expr) and isinstance(t.value, ast.Call) and getattr(t.value.func, "id", "") == "show_doc"
-           for t in trees): return False
-    has_import = any(isinstance(n, (ast.Import, ast.ImportFrom)) for t in trees for n in ast.walk(t))
-    return has_import and not all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees)
-
-
-def _fallback_show_doc(source: str, ns: dict) -> list[dict]:
-    "Heading, signature (annotations left unevaluated) and docstring for a `show_doc(x)` that nbdev could not render."
-    import ast
-    import inspect
-    outs = []
-    for t in ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith("#|"))).body:
-        if not (isinstance(t, ast.Expr) and isinstance(t.value, ast.Call) and t.value.args): continue
-        expr = ast.unparse(t.value.args[0])
-        try: obj = eval(expr, ns)
-        except Exception: continue
-        name = getattr(obj, "__qualname__", expr)
-        try: sig = str(inspect.signature(obj))
-        except (TypeError, ValueError): sig = "(...)"
-        kind = "class" if inspect.isclass(obj) else "def"
-        doc = (inspect.getdoc(obj) or "").strip().splitlines()
-        md = f"---\n\n### {name}\n\n```python\n{kind} {name}{sig}\n```\n\n" + (f"*{doc[0]}*" if doc else "")
-        outs.append({"output_type": "display_data", "metadata": {}, "data": {"text/markdown": md, "text/plain": name}})
-    return outs
-
-
-def _doc_filter(problems: list[str]):
-    "nbdev's `FilterDefaults`, except that a failing non-`show_doc` cell is reported instead of fatal."
-    from nbdev.processors import FilterDefaults, exec_show_docs
-
-    class tolerant_exec_show_docs(exec_show_docs):
-        def __call__(self, cell):
-            if _mixed_import_cell(cell):  # nbdev would run it (slow, often fails without earlier cells)
-                return
-            outs = cell.get("outputs")
-            try: super().__call__(cell)
-            except Exception as e:
-                self.k.exc = None
-                if "show_doc(" in (cell.source or ""):
-                    cell["outputs"] = _fallback_show_doc(cell.source, self.k.user_ns)
-                    problems.append(f"show_doc failed ({type(e.__cause__ or e).__name__}: {e.__cause__ or e}); "
-                                    "rendered the plain signature and docstring instead")
-                    return
-                if outs is not None: cell["outputs"] = outs
-                lines = str(e).splitlines() or [type(e).__name__]
-                problems.append(f"{lines[0].rstrip(' :')}: {lines[-1]}")
-
-    class Filter(FilterDefaults):
-        def base_procs(self):
-            return [tolerant_exec_show_docs if p is exec_show_docs else p for p in super().base_procs()]
-    return Filter()
-
-
-def process_notebook(path: Path, problems: list[str] | None = None) -> dict:
-    "Apply nbdev's docs processors (what `nbdev-proc-nbs` does) in the notebook's folder; returns a dict."
-    import json
-    from fastcore.nbio import nb2dict, read_nb
-    from fastcore.xtras import working_directory
-    nb = read_nb(path)
-    prev = os.environ.get("IN_TEST"); os.environ["IN_TEST"] = "1"
-    try:
-        with working_directory(path.parent): _doc_filter([] if problems is None else problems)(nb)
-    finally:
-        if prev is None: os.environ.pop("IN_TEST", None)
-        else: os.environ["IN_TEST"] = prev
-    return json.loads(json.dumps(nb2dict(nb), default=str))
-
-
-def build(cfg: BuildConfig) -> list[Page]:
-    "Build the site described by `cfg`; returns the pages (with `.error` set where one failed)."
     t0 = time.time()
-    nbs, out = cfg.nbs.resolve(), cfg.out.resolve()
-    cfg = BuildConfig(nbs=nbs, out=out, execute=cfg.execute, skip_flags=cfg.skip_flags, cell_timeout=cfg.cell_timeout)
-    site, site_base, repo, lib = nbdev_settings()
-    if out.exists(): shutil.rmtree(out)
-    out.mkdir(parents=True)
-    srcs = find_notebooks(nbs)
-    pages: dict[str, Page] = {}
-    for p in srcs:
-        rel = p.relative_to(nbs)
-        pages[rel.as_posix()] = Page(src=p, rel=rel, out_rel=out_name(rel))
-    pages_by_src = {k: v.out_rel for k, v in pages.items()}
-    mod_pages = module_pages(pages, lib)
-    stage = Path(tempfile.mkdtemp(prefix="ecgmeta_docs_"))
-    try:
-        for key, page in pages.items():
-            t = time.time()
-            src = page.src
-            try:
-                if any(fnmatch.fnmatch(key, g) for g in cfg.execute):
-                    staged = stage / page.rel
-                    if err := execute_notebook(page.src, staged, cfg):
-                        page.error = f"execution failed: {err}"
-                        log.error("%s: %s", key, page.error)
-                    src = staged
-                problems: list[str] = []
-                nb = process_notebook(src, problems)
-                for pr in problems:
-                    page.warnings.append(pr)
-                    log.info("%s: nbdev-docs would stop here: %s", key, pr)
-                Renderer(page, cfg, site_base, pages_by_src, mod_pages).render(nb)
-            except Exception as e:
-                page.error = page.error or f"{type(e).__name__}: {e}"
-                page.title = page.title or page.rel.stem
-                page.body = f'<pre class="output-error">{html.escape(page.error)}</pre>'
-                log.error("%s: %s", key, page.error)
-            log.info("%-40s %5.1fs", key, time.time() - t)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    if "index.ipynb" not in pages:
-        idx = Page(src=nbs, rel=Path("index.ipynb"), out_rel="index.html", title=site)
-        idx.body = "<ul>" + "".join(f'<li><a href="{p.out_rel}">{html.escape(p.title)}</a></li>' for p in pages.values()) + "</ul>"
-        pages["index.ipynb"] = idx
-    unlink_dead_doclinks(pages)
-    entries = read_sidebar(nbs, list(pages))
-    order = []
-    def _walk(es):
-        for e in es:
-            if e[0] == "page" and e[1] in pages and pages[e[1]] not in order: order.append(pages[e[1]])
-            elif e[0] == "section": _walk(e[2])
-    _walk(entries)
-    for page in pages.values():
-        root = "../" * (len(Path(page.out_rel).parts) - 1)
-        toc = "".join(f'<li class="l{l}"><a href="#{i}">{html.escape(t)}</a></li>' for l, i, t in page.toc)
-        toc = f"<h2>On this page</h2><ul>{toc}</ul>" if toc else ""
-        pn = ""
-        if page in order:
-            i = order.index(page)
-            prv = f'<a class="prev" href="{relurl(order[i-1].out_rel, page.out_rel)}">← {html.escape(order[i-1].title)}</a>' if i > 0 else "<span></span>"
-            nxt = f'<a class="next" href="{relurl(order[i+1].out_rel, page.out_rel)}">{html.escape(order[i+1].title)} →</a>' if i + 1 < len(order) else "<span></span>"
-            pn = prv + nxt
-        desc = f'<p class="description">{html.escape(page.description)}</p>' if page.description else ""
-        text = PAGE.format(title=html.escape(page.title), site=html.escape(site), root=root,
-                           description_attr=html.escape(page.description, quote=True), description=desc,
-                           nav=nav_html(entries, pages, page), body=page.body, toc=toc, prev_next=pn,
-                           repo=html.escape(repo or "#", quote=True))
-        dst = out / page.out_rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_text(text, encoding="utf-8")
-    (out / "site.css").write_text(SITE_CSS)
-    (out / "pygments.css").write_text(HtmlFormatter(style="friendly").get_style_defs(".highlight"))
-    (out / "favicon.svg").write_text(FAVICON)
-    (out / "logo.svg").write_text(FAVICON)
-    styles = nbs / "styles.css"
-    (out / "styles.css").write_text(styles.read_text() if styles.exists() else "")
-    for f in nbs.rglob("*"):  # images and other assets notebooks refer to
-        rel = f.relative_to(nbs)
-        if f.is_file() and f.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp"} \
-           and not any(part.startswith(("_", ".")) for part in rel.parts):
-            (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(f, out / rel)
-    (out / ".nojekyll").write_text("")
-    n_err = sum(bool(p.error) for p in pages.values())
-    log.info("wrote %d pages to %s in %.1fs (%d failed)", len(pages), out, time.time() - t0, n_err)
-    return list(pages.values())
+    cfg = get_config()
+    nbs, out, proc, cache_dir = (Path(x).resolve() for x in (nbs, out, proc, cache_dir))
+    if skip_flags is None: skip_flags = str(cfg.get("tst_flags", "")).split()
+    site_base = (str(cfg.get("doc_host", "")).rstrip("/") + "/" + str(cfg.get("doc_baseurl", "")).strip("/")).rstrip("/") + "/"
+    lib = Library(cfg.lib_path)
+    res = Build()
+    for src in find_notebooks(nbs):
+        rel = src.relative_to(nbs).as_posix()
+        res.pages.append(Page(src=src, rel=rel, doc=page_name(rel)))
+    by_doc: dict[str, Page] = {}
+    for p in res.pages:
+        if p.doc in by_doc: raise SystemExit(f"{p.rel} and {by_doc[p.doc].rel} both become the page {p.doc}.html: rename one")
+        by_doc[p.doc] = p
+    by_rel = {p.rel: p for p in res.pages}
+    for p in res.pages: p.staged = stage(p.src, lib, skip_flags)
+    t1 = time.time()
+    execute(res.pages, cache_dir, jobs, timeout)
+    t2 = time.time()
+    res.failed = [p for p in res.pages if p.error]
+    for p in res.pages:
+        p.warnings = [o["metadata"]["nbdev-docs-fallback"] for c in p.executed.cells for o in c.get("outputs", [])
+                      if "nbdev-docs-fallback" in (o.get("metadata") or {})]
+
+    wanted = set()
+    sections = toc_sections(nbs, list(by_rel))
+    processed = {p.doc: nbdev_process(p) for p in res.pages}
+    links = Links(by_rel, by_doc, site_base, {d: page_anchors(nb) for d, nb in processed.items()})
+    for p in res.pages:
+        nb = myst_notebook(processed[p.doc], p, links)
+        if p.rel == "index.ipynb": nb["cells"].append(toc_cell(sections, by_rel))
+        dst = proc / f"{p.doc}.ipynb"
+        wanted.add(dst)
+        if write_if_changed(dst, nbformat.writes(nbformat.from_dict(nb))): log.info("page %s", p.doc)
+    if "index" not in by_doc:  # a site without an index notebook still needs a root page
+        dst = proc / "index.md"
+        wanted.add(dst)
+        write_if_changed(dst, f"# {cfg.get('title', 'Documentation')}\n\n" + toc_cell(sections, by_rel)["source"] + "\n")
+    for f in nbs.rglob("*"):  # images that markdown cells refer to
+        r = f.relative_to(nbs)
+        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file() and not any(s.startswith(("_", ".")) for s in r.parts):
+            wanted.add(proc / r)
+            if not (proc / r).exists() or (proc / r).read_bytes() != f.read_bytes():
+                (proc / r).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, proc / r)
+    gone = False
+    for f in sorted(proc.rglob("*"), reverse=True):  # pages of notebooks that are gone
+        if f.is_file() and f not in wanted and not any(s.startswith(".") for s in f.relative_to(proc).parts):
+            f.unlink(); gone = True
+        elif f.is_dir() and not any(f.iterdir()): f.rmdir()
+    if out.exists() and (gone or not (out / ".buildinfo").exists()):  # Sphinx never deletes a page: start afresh
+        shutil.rmtree(out)
+
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(ROOT / "docs"), "-d", str(proc / ".doctrees"),
+           str(proc), str(out)]
+    t3 = time.time()
+    res.sphinx_rc = subprocess.run(cmd, cwd=ROOT).returncode
+    res.seconds = time.time() - t0
+    log.info("staged in %.0fs, executed in %.0fs, processed in %.0fs, rendered in %.0fs",
+             t1 - t0, t2 - t1, t3 - t2, time.time() - t3)
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
     "Command line entry point."
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--nbs", type=Path, default=ROOT / "nbs", help="notebook folder (default: nbs/)")
-    ap.add_argument("--out", type=Path, default=ROOT / "_docs", help="output folder (default: _docs/)")
-    ap.add_argument("--execute", nargs="?", action="append", const="*", default=None, metavar="GLOB",
-                    help="execute notebooks (all, or those matching GLOB relative to nbs/; repeatable) before rendering")
-    ap.add_argument("--flags", default="", help="cell flags to run anyway, e.g. 'slow' (default: skip slow and cuda cells)")
+    ap.add_argument("--nbs", type=Path, default=None, help="notebook folder (default: nbdev's nbs_path)")
+    ap.add_argument("--out", type=Path, default=None, help="site folder (default: nbdev's doc_path, _docs/)")
+    ap.add_argument("--proc", type=Path, default=None, help="folder for the processed notebooks (default: _proc/)")
+    ap.add_argument("--cache", type=Path, default=Path(os.environ.get("ECGMETA_DOCS_CACHE") or ROOT / ".jupyter_cache"),
+                    help="jupyter-cache folder (default: $ECGMETA_DOCS_CACHE, else .jupyter_cache/)")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="notebooks run at a time (default: CPU count)")
+    ap.add_argument("--flags", default="", help="cell flags to run anyway, e.g. 'slow' (default: skip nbdev's tst_flags)")
     ap.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     args = ap.parse_args(argv)
-    warnings.filterwarnings("ignore", message="Found cells containing imports")
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    force = set(args.flags.split())
-    cfg = BuildConfig(nbs=args.nbs, out=args.out, execute=tuple(args.execute or ()),
-                      skip_flags=tuple(f for f in ("slow", "cuda") if f not in force))
     os.chdir(ROOT)  # nbdev reads pyproject.toml from the working directory
-    pages = build(cfg)
-    failed = [p for p in pages if p.error]
-    for p in failed: print(f"FAILED {p.rel}: {p.error}", file=sys.stderr)
-    for p in pages:
-        for w in p.warnings: print(f"WARNING {p.rel}: nbdev-docs would stop here: {w}", file=sys.stderr)
-    print(f"docs site written to {cfg.out.resolve()}/index.html ({len(pages)} pages, {len(failed)} failed)")
-    return 1 if failed else 0
+    from nbdev.config import get_config
+    cfg = get_config()
+    skip = [f for f in str(cfg.get("tst_flags", "")).split() if f not in args.flags.split()]
+    nbs = args.nbs or cfg.path("nbs_path")
+    out = args.out or cfg.path("doc_path")
+    proc = args.proc or (out.resolve().parent / "_proc" if args.out else ROOT / "_proc")
+    cell_timeout = int(cfg.get("cell_timeout", 600) or 0) or None
+    res = build(nbs, out, proc, args.cache, jobs=args.jobs, timeout=cell_timeout, skip_flags=skip)
+    for p in res.pages:
+        for w in p.warnings: print(f"WARNING {p.rel}: {w}; the page shows the plain signature (nbdev-docs would stop here)", file=sys.stderr)
+    for p in res.failed: print(f"FAILED {p.rel}: {p.error}", file=sys.stderr)
+    n_run = sum(not p.cached and not p.error for p in res.pages)
+    print(f"docs site written to {Path(out).resolve()}/index.html in {res.seconds:.0f}s: {len(res.pages)} pages, "
+          f"{n_run} notebooks run, {sum(p.cached for p in res.pages)} from the cache, {len(res.failed)} failed"
+          + (f", sphinx-build exit {res.sphinx_rc}" if res.sphinx_rc else ""))
+    return 1 if res.failed or res.sphinx_rc else 0
 
 
 if __name__ == "__main__":
