@@ -60,8 +60,8 @@ def main():
     ap.add_argument("--episodes", type=int, default=60, help="episodes per question type")
     ap.add_argument("--ridge-lambda", type=float, default=1.0)
     ap.add_argument("--encoder", default=None, help="encoder name or folder (default: the demo's)")
-    ap.add_argument("--split", choices=("test", "val"), default="test",
-                    help="meta-test classes (fold 10 ECGs, the demo's) or meta-val classes (fold 9; make choices here)")
+    ap.add_argument("--split", choices=("val", "test"), default="val",
+                    help="meta-val classes (fold 9 ECGs, the default: make choices here) or meta-test classes (fold 10; the locked test split)")
     ap.add_argument("--by-family", action="store_true", help="also print the centred prototype head per template family")
     ap.add_argument("--no-descriptors", action="store_true", help="the encoder alone, even where the demo appends descriptors")
     args = ap.parse_args()
@@ -83,7 +83,7 @@ def main():
     feats_train = ConditionFeatures(enc, train.dataset)
     if args.split == "val": test, feats = train.val, feats_train
     else:
-        sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
+        sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7, split="test")
         test, feats = next(iter(sets.values())), ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
     pooled = lambda fc, ids: torch.cat([fc.pooled(ids[s:s + 256]) for s in range(0, len(ids), 256)])
     test_ids = sorted({e for c in test for it in c.items for e in it.ecg_ids})

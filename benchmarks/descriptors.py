@@ -90,7 +90,7 @@ def bench_select(data: Path, split: str, episodes: int, alphas: list[float]):
     enc = build_model(tc, descriptor_stats=fit_run_descriptors(train)).encoder  # statistics of meta-train ECGs only
     k = enc.config.n_descriptors
     if split == "test":
-        sets, ptbxl = question_sets(data, tc, ecgqa=False, min_items=7)
+        sets, ptbxl = question_sets(data, tc, ecgqa=False, min_items=7, split="test")
         groups = {"meta-test": next(iter(sets.values()))}
         feats = ConditionFeatures(enc, _dataset_for(sets, ptbxl, tc, False, enc))
     else:

@@ -1,6 +1,6 @@
 """How well does a few-shot inner loop adapt each fusion kind? SmolLM2-135M (offline), frozen, on CPU.
 
-For contrastive 5-way 5-shot meta-test episodes (classes that ask the same question with different answers),
+For contrastive 5-way 5-shot meta-val episodes (the locked meta-test split is left to the final report) (classes that ask the same question with different answers),
 starting from a freshly initialised fusion module, take plain gradient steps on the support loss (the MAML
 inner loop) at several learning rates and print, per fusion kind and rate:
 

@@ -50,7 +50,7 @@ def main():
     tc = MetaTrainConfig(data_dir=args.data, question_types=tuple(types), fusion="proto", fusion_tokens=8, min_items=10)
     model = build_model(tc)
     if args.split == "test":
-        sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7)
+        sets, ptbxl = question_sets(Path(args.data), tc, ecgqa=False, min_items=7, split="test")
         classes, ds = next(iter(sets.values())), _dataset_for(sets, ptbxl, tc, False, model.encoder)
     else:
         data = build_data(tc)

@@ -1,6 +1,6 @@
 """Can the frozen LLM use an ECG position at all? An upper bound for any fusion module.
 
-For contrastive 5-way meta-test episodes of one question type, the ECG position of each query is filled with
+For contrastive 5-way meta-val episodes (the locked meta-test split is left to the final report) of one question type, the ECG position of each query is filled with
 (a) the LLM's own embedding of the gold answer ("oracle": what a perfect fusion could emit), (b) the embedding of
 a wrong candidate ("anti-oracle") and (c) a zero vector ("blank": no information). Candidates are scored as in
 `ecgmeta evaluate` (summed log-likelihood of each candidate answer). If the oracle row is near 100 % and the

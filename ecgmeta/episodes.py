@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'SPLIT_NAMES', 'DEFAULT_FOLDS', 'TaskClass', 'Dropped', 'DropReport', 'build_classes', 'ClassSplits',
-           'check_patient_disjoint', 'split_classes', 'Episode', 'question_key', 'contrastive_share', 'EpisodeSampler',
-           'EpisodeBatch', 'collate_episode', 'plot_episode', 'TaskDataset']
+           'check_patient_disjoint', 'split_classes', 'Episode', 'question_key', 'contrastive_share', 'text_answerable',
+           'EpisodeSampler', 'EpisodeBatch', 'collate_episode', 'plot_episode', 'TaskDataset']
 
 # %% ../nbs/02a_episodes.ipynb #75fba0d5
 @dataclass(frozen=True, eq=False)
@@ -235,6 +235,11 @@ def contrastive_share(episode) -> float:
     "Share of the episode's classes whose question another class of the episode asks too."
     n = Counter(question_key(k) for k in episode.classes)
     return sum(n[question_key(k)] > 1 for k in episode.classes) / len(episode.classes)
+
+def text_answerable(episode) -> list[bool]:
+    "Per query: True when only one class of the episode asks its question, so the support's answers alone decide it."
+    n = Counter(question_key(k) for k in episode.classes)
+    return [n[question_key(q)] == 1 for q in episode.query]
 
 # %% ../nbs/02a_episodes.ipynb #b9bb335d
 class EpisodeSampler:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .data import ECGMetaError
+from .data import ECGMetaError, Rule, check_fields
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ class MetaConfig:
     backend: str = "torch"  # one of `BACKENDS`
 
     def __post_init__(self):
+        pos = Rule.num(0, open_lo=True)
+        check_fields(self, "MetaConfig", inner_steps=Rule.int(0), inner_lr=pos, tasks_per_batch=Rule.int(1), outer_lr=pos,
+                     weight_decay=Rule.num(0), clip_grad=pos.optional(), first_order=Rule.bool().optional(), seed=Rule.int())
         if self.algorithm not in ALGORITHMS:
             raise MetaConfigError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.backend not in BACKENDS:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
-from .data import ECGMetaError
+from .data import ECGMetaError, Rule, check_fields
 from .descriptors import DESCRIPTOR_ALPHA
 from .meta import (Chunked, FeatureCache, MetaConfig, MetaLearner, MissingFeaturesError, NonFiniteLossError,
                           batch_loss, trainable_params)
@@ -41,13 +41,13 @@ from .meta import (Chunked, FeatureCache, MetaConfig, MetaLearner, MissingFeatur
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'RESUME_FREE', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
+__all__ = ['log', 'RESUME_FREE', 'RUN_FILES', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
            'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'encoder_preprocess_config', 'build_data',
-           'answer_vocabulary', 'fit_run_descriptors', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
-           'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots', 'slot_keys', 'expand_choices',
-           'prepare_task', 'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint',
-           'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics', 'plot_training', 'meta_train',
-           'launch_processes', 'register_cli']
+           'question_items', 'class_splits', 'answer_vocabulary', 'fit_run_descriptors', 'build_model', 'PreparedBatch',
+           'PreparedTask', 'split_prepared', 'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots',
+           'slot_keys', 'expand_choices', 'prepare_task', 'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task',
+           'save_checkpoint', 'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics',
+           'plot_training', 'claim_run_dir', 'meta_train', 'launch_processes', 'register_cli']
 
 # %% ../nbs/05a_trainer.ipynb #27df1e2a
 class TrainerError(ECGMetaError):
@@ -68,7 +68,7 @@ class MetaTrainConfig:
     data_dir: str = ""  # folder holding `ptbxl/` (and `ecgqa/` for ECG-QA questions)
     questions: str = "generated"  # "generated" (from PTB-XL metadata) or "ecgqa"
     question_types: tuple[str, ...] | None = None  # keep only these question types (e.g. single-verify); None: all
-    split_by: str = "template"  # what meta-train and meta-test classes never share: "template" or "attribute"
+    split_by: str = "template"  # what meta-train and meta-test classes never share: "template" (unseen templates) or "family" (unseen concept families, see `ecgmeta.episodes.split_classes`)
     min_items: int = 10  # smallest class kept
     max_classes: int | None = None  # at most this many classes per split (seeded subset; for quick runs)
     ecg_cache_dir: str | None = None  # preprocessed-ECG cache; None: `<ecgmeta cache>/ecgs`
@@ -92,7 +92,7 @@ class MetaTrainConfig:
     query_loss: str = "lm"  # outer (query) loss: "lm" (teacher-forced answer tokens) or "choice" (cross-entropy over the question's candidate answers)
     meta: MetaConfig = field(default_factory=MetaConfig)  # algorithm, inner loop, outer optimiser
     meta_steps: int = 100  # meta-updates in total
-    max_minutes: float | None = None  # stop (validate, checkpoint, save) after this much wall-clock time; None: run all meta_steps
+    max_minutes: float | None = None  # warn when meta-training runs longer than this (it never stops early: budgets are meta-steps, so every machine trains the same model)
     val_every: int = 20  # validate every this many meta-steps (and at the end)
     val_episodes: int = 8  # fixed meta-val episodes per validation
     eval_inner_steps: int | None = None  # inner steps at validation; None: `meta.inner_steps`
@@ -102,10 +102,20 @@ class MetaTrainConfig:
     device: str = "cpu"  # "cpu", "cuda", "cuda:1", ...
     dtype: str = "float32"  # "float32", or "bfloat16" (autocast; the CUDA default for speed)
     seed: int = 0  # seeds the model initialisation, the samplers and the class subset
+    split_seed: int | None = None  # seeds the generated questions and the class split; None: `seed` (set it to vary the model alone)
     out_dir: str = "runs/meta"  # where checkpoints, metrics, the plot and the final model go
 
     def __post_init__(self):
         if isinstance(self.meta, dict): object.__setattr__(self, "meta", MetaConfig(**_meta_kwargs(self.meta)))
+        pos = Rule.num(0, open_lo=True)
+        check_fields(self, "MetaTrainConfig", min_items=Rule.int(1), max_classes=Rule.int(1).optional(), encoder_hidden=Rule.int(1),
+                     encoder_layers=Rule.int(1), fusion_tokens=Rule.int(1), fusion_hidden=Rule.int(1).optional(),
+                     descriptors=Rule.bool(), descriptor_alpha=Rule.num(0), lora=Rule.bool(), lora_r=Rule.int(1),
+                     n_way=Rule.int(2), k_shot=Rule.int(1), q_query=Rule.int(1), contrastive=Rule.bool(), meta_steps=Rule.int(1),
+                     max_minutes=pos.optional(), val_every=Rule.int(1), val_episodes=Rule.int(1),
+                     eval_inner_steps=Rule.int(0).optional(), micro_batch=Rule.int(1).optional(),
+                     prefix_cache=Rule.bool().optional(), checkpoint_every=Rule.int(1), seed=Rule.int(), split_seed=Rule.int().optional(),
+                     split_by=Rule.choice("template", "family"))
         if self.question_types is not None: object.__setattr__(self, "question_types", tuple(self.question_types))
         if self.questions not in ("generated", "ecgqa"):
             raise TrainerError(f"questions must be 'generated' or 'ecgqa', got {self.questions!r}")
@@ -215,21 +225,16 @@ def build_data(
     "Questions -> task classes -> meta-train/val/test splits -> cached ECGs of train and val."
     from ecgmeta.cache import CachedECGDataset
     from ecgmeta.data import PTBXL
-    from ecgmeta.episodes import build_classes, split_classes
     from ecgmeta.llm import ecgmeta_cache_dir
-    from ecgmeta.qa import generate_questions, load_ecgqa
     if not config.data_dir:
         raise TrainerError("data_dir is empty; set it to the folder holding ptbxl/ (e.g. --set data_dir=../shared/data)")
     root = Path(config.data_dir)
     if not (root / "ptbxl" / "ptbxl_database.csv").exists():
         raise TrainerError(f"expected {root / 'ptbxl' / 'ptbxl_database.csv'}; point data_dir at the folder holding ptbxl/")
     ptbxl = PTBXL(root / "ptbxl")
-    if config.questions == "generated": items = generate_questions(ptbxl, seed=config.seed)
-    else: items = [it for v in load_ecgqa(root, ptbxl=ptbxl).values() for it in v]
+    items = question_items(config, ptbxl)
     answers = tuple(answer_vocabulary(config, items)) if config.fusion == "anchored" else ()  # every type, before filtering
-    if config.question_types is not None: items = [it for it in items if it.question_type in config.question_types]
-    classes, _ = build_classes(items, min_items=config.min_items)
-    splits = split_classes(classes, ptbxl, by=config.split_by, seed=config.seed, min_items=config.min_items)
+    splits = class_splits(config, ptbxl, items)
     train = _subset(splits.train, config.max_classes, config.seed)
     val = _subset(splits.val, config.max_classes, config.seed + 1)
     ids = sorted({e for c in train + val for it in c.items for e in it.ecg_ids})
@@ -237,6 +242,27 @@ def build_data(
     ds = CachedECGDataset(ptbxl, cache, encoder_preprocess_config(config), ids=ids, progress=progress)
     log.info("meta-train %d classes, meta-val %d classes, %d ECGs cached in %s", len(train), len(val), len(ids), ds.path)
     return MetaData(splits, ds, train, val, answers)
+
+def question_items(config: MetaTrainConfig,  # the run's configuration (questions, data_dir, split_seed)
+                   ptbxl,  # `PTBXL` of `config.data_dir`
+                  ) -> list:
+    "Every question item of the run's question source, all types (generated ones seeded by the split seed)."
+    from ecgmeta.qa import generate_questions, load_ecgqa
+    seed = config.seed if config.split_seed is None else config.split_seed
+    if config.questions == "generated": return generate_questions(ptbxl, seed=seed)
+    return [it for v in load_ecgqa(Path(config.data_dir), ptbxl=ptbxl).values() for it in v]
+
+def class_splits(config: MetaTrainConfig,  # the run's configuration
+                 ptbxl,  # `PTBXL` of `config.data_dir`
+                 items=None,  # `question_items(config, ptbxl)` when at hand
+                ):
+    "The run's `ClassSplits` (meta-train/val/test classes): what training, validation and evaluation all read."
+    from ecgmeta.episodes import build_classes, split_classes
+    items = question_items(config, ptbxl) if items is None else items
+    if config.question_types is not None: items = [it for it in items if it.question_type in config.question_types]
+    classes, _ = build_classes(items, min_items=config.min_items)
+    seed = config.seed if config.split_seed is None else config.split_seed
+    return split_classes(classes, ptbxl, by=config.split_by, seed=seed, min_items=config.min_items)
 
 # %% ../nbs/05a_trainer.ipynb #e97b8ea9
 def _torch_dtype(name: str) -> torch.dtype: return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
@@ -694,18 +720,42 @@ def _validate(learner, tasks_fn, n, rank, world, loss_fn, config):
     learner.model.train()
     return {"val_loss": loss / n, "val_accuracy": correct / max(total, 1)}
 
+RUN_FILES = ("metrics.jsonl", "metrics.csv", "checkpoints", "best", "model", "config.json", "training.png", "nan_report.json")  # what a run writes
+
+def claim_run_dir(out: Path,  # the run's output folder
+                  resuming: bool,  # a checkpoint there will be resumed
+                  overwrite: bool = False,  # move an earlier run aside instead of refusing
+                 ) -> Path | None:
+    "Make sure starting a run in `out` destroys nothing: an earlier run is refused, or moved aside with `overwrite`; the new place."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise TrainerError(f"out_dir {out} is a file; pass a folder (--out)")
+    found = [n for n in RUN_FILES if (out / n).exists()]
+    if resuming or not found: return None
+    if not overwrite:
+        raise TrainerError(f"{out} already holds a run ({', '.join(found)}) and there is no checkpoint to resume (or resuming "
+                           "was turned off); nothing was changed. Resume it (drop --no-resume), pass --overwrite to move it "
+                           f"aside into {out.name}.replaced-<time>/, or choose another --out.")
+    dest = out.with_name(out.name + time.strftime(".replaced-%Y%m%d-%H%M%S"))
+    while dest.exists(): dest = dest.with_name(dest.name + "x")
+    out.rename(dest); out.mkdir(parents=True)
+    log.warning("moved the earlier run in %s to %s", out, dest)
+    return dest
+
 def meta_train(
     config: MetaTrainConfig,  # the run's configuration
     progress: bool = True,  # show a progress bar
     resume: bool = True,  # resume from `out_dir/checkpoints` when there is a checkpoint
+    overwrite: bool = False,  # an earlier run in `out_dir` that is not resumed is moved aside (else: refused, nothing changed)
 ) -> dict:
     "Meta-train, validate, checkpoint; returns the final and best metrics and the output paths."
     from ecgmeta.episodes import EpisodeSampler
     rank, world = _dist()
     out = Path(config.out_dir); ckpts = out / "checkpoints"
     dev = torch.device(config.device)
-    if rank == 0: out.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(ckpts) if resume else None
+    ckpt = latest_checkpoint(ckpts) if resume and out.is_dir() else None
+    if rank == 0:
+        claim_run_dir(out, ckpt is not None, overwrite)
+        out.mkdir(parents=True, exist_ok=True)
     if ckpt is not None: _check_resumable(ckpt, config)  # fail before the slow set-up
     torch.manual_seed(config.seed); random.seed(config.seed); np.random.seed(config.seed)
     if rank != 0: torch.distributed.barrier()  # process 0 builds the ECG cache first
@@ -747,8 +797,8 @@ def meta_train(
     last_train = last_val = None
     bar = tqdm(total=config.meta_steps, initial=step, desc="meta-train", disable=not progress or rank != 0)
     tasks_per = config.meta.tasks_per_batch
-    t_start, out_of_time = time.perf_counter(), False
-    while step < config.meta_steps and not out_of_time:
+    t_start, warned_time = time.perf_counter(), False
+    while step < config.meta_steps:
         episodes = [sampler.sample() for _ in range(tasks_per)]
         mine = [prepare_task(model, ep, data.dataset, cache, dev, config.micro_batch, config.prefix_cache, choice)
                 for ep in episodes[rank::world]]
@@ -775,10 +825,11 @@ def meta_train(
                       "grad_norm": m["grad_norm"], "seconds": time.perf_counter() - t}
         log_record(last_train)
         bar.update(1); bar.set_postfix(loss=f"{last_train['query_loss']:.3f}")
-        if config.max_minutes is not None:  # every process takes the same decision
-            out_of_time = _allreduce_sum([float(time.perf_counter() - t_start > 60 * config.max_minutes)], world, dev)[0] > 0
-            if out_of_time: log.info("max_minutes=%g reached after %d meta-steps: stopping", config.max_minutes, step)
-        last = step == config.meta_steps or out_of_time
+        if config.max_minutes is not None and not warned_time and time.perf_counter() - t_start > 60 * config.max_minutes:
+            warned_time = True  # a warning only: stopping by wall clock would make the model depend on the machine
+            log.warning("meta-training has run longer than max_minutes=%g (meta-step %d of %d); it continues to meta_steps",
+                        config.max_minutes, step, config.meta_steps)
+        last = step == config.meta_steps
         if step % config.val_every == 0 or last:
             v = _validate(learner, lambda i: val_tasks[i], len(val_tasks), rank, world, loss_fn, config)
             last_val = {"step": step, "split": "val", **v}
@@ -802,7 +853,6 @@ def meta_train(
             result["final_train"] = next((r for r in reversed(recs) if r["split"] == "train"), None)
             result["final_val"] = next((r for r in reversed(recs) if r["split"] == "val"), None)
         _write_csv(recs, out / "metrics.csv")
-        import matplotlib; matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
         fig = plot_training(metrics_path); fig.savefig(out / "training.png", dpi=120); plt.close(fig)
         if (out / "best" / "weights.safetensors").exists():
@@ -857,11 +907,11 @@ def _cmd_meta_train(args) -> int:
     if args.num_processes > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         argv = ["meta-train"] + (["--config", str(args.config)] if args.config else [])
         for o in overrides: argv += ["--set", o]
-        argv += ["--no-resume"] * args.no_resume + ["--no-progress"] * args.no_progress
+        argv += ["--no-resume"] * args.no_resume + ["--overwrite"] * args.overwrite + ["--no-progress"] * args.no_progress
         rc = launch_processes(argv, args.num_processes)
         print(f"meta-train ({args.num_processes} processes) wrote {config.out_dir}")
         return rc
-    try: res = meta_train(config, progress=not args.no_progress, resume=not args.no_resume)
+    try: res = meta_train(config, progress=not args.no_progress, resume=not args.no_resume, overwrite=args.overwrite)
     except TrainingDivergedError as e:
         log.error("%s", e); return 3
     if int(os.environ.get("RANK", "0")) == 0:
@@ -881,6 +931,9 @@ def register_cli(subparsers):
     p.add_argument("--meta-steps", type=int, default=None, help="number of meta-updates")
     p.add_argument("--seed", type=int, default=None, help="seed")
     p.add_argument("--num-processes", type=int, default=1, help="data-parallel processes on this machine")
-    p.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints in the output folder")
+    p.add_argument("--no-resume", action="store_true", help="do not resume from a checkpoint in the output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="an earlier run in the output folder that is not resumed is moved aside to OUT.replaced-<time>/ "
+                        "(without it such a run is refused and nothing changes)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_meta_train)

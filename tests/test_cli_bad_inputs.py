@@ -171,6 +171,8 @@ def ws(tmp_path_factory):
     for name, text in cfgs.items(): (i / name).write_text(text)
     (i / "model_badjson" / "model").mkdir(parents=True)
     (i / "model_badjson" / "model" / "ecglm_config.json").write_text("{oops")
+    (i / "old_run").mkdir()
+    (i / "old_run" / "metrics.jsonl").write_text('{"step": 1, "split": "train", "query_loss": 1.0}\n')
     return ws
 
 
@@ -210,7 +212,6 @@ def run(runner, ws, argv, out=None, env=None, timeout=120):
 # ------------------------------------------------------------------------------------------------------------------
 # the table: (id, argv, what the one error line must contain[, out folder relative to ws])
 
-OWNER = "issue 18, trainer/evaluate/episodes part (nbs/05a_trainer, 06_evaluate, 02a_episodes): "
 CASES = [
     # argument parsing (argparse's own `PROG: error:` line, status 2)
     ("unknown-command", ["nonsense"], "invalid choice: 'nonsense'"),
@@ -308,19 +309,20 @@ CASES = [
     ("demo-config-not-json", ["demo", "--data", "{data}", "--out", "{out}", "--config", "{in}/bad.json"], "is not valid JSON"),
 ]
 
-# cases that still fail because of code owned elsewhere (strict: they turn red once fixed, so the marks get removed)
-XFAIL = [
-    (("meta-train-inner-lr-text", ["meta-train", "--set", 'meta.inner_lr="fast"', "--data", "{in}/nowhere", "--out", "{out}"], "inner_lr"),
-     "MetaConfig accepts inner_lr='fast'; the run fails later, on the data"),
-    (("evaluate-model-bad-json", ["evaluate", "--model", "{in}/model_badjson", "--data", "{data}", "--out", "{out}"], "ecglm_config.json"),
-     "load_run parses ecglm_config.json with json.loads: a raw JSONDecodeError traceback"),
-    (("demo-budget-zero", ["demo", "--data", "{in}/nowhere", "--out", "{out}", "--budget-minutes", "0"], "budget"),
-     "--budget-minutes 0 is accepted; the run fails later, on the data"),
+CASES += [
+    ("meta-train-inner-lr-text", ["meta-train", "--set", 'meta.inner_lr="fast"', "--data", "{in}/nowhere", "--out", "{out}"], "inner_lr"),
+    ("meta-train-type", ["meta-train", "--set", 'k_shot="5"', "--data", "{in}/nowhere", "--out", "{out}"], "k_shot"),
+    ("meta-train-split-by", ["meta-train", "--set", 'split_by="attribute"', "--data", "{in}/nowhere", "--out", "{out}"], "split_by"),
+    # an earlier run is never destroyed: --no-resume into a folder holding a run is refused (the folder lies outside --out here,
+    # so any change to it fails the "nothing changed" check)
+    ("meta-train-no-resume-existing", ["meta-train", "--no-resume", "--data", "{data}", "--out", "{in}/old_run"], "already holds a run"),
+    ("evaluate-model-bad-json", ["evaluate", "--model", "{in}/model_badjson", "--data", "{data}", "--out", "{out}"], "ecglm_config.json"),
+    ("evaluate-split", ["evaluate", "--model", "{in}/nomodel", "--data", "{data}", "--out", "{out}", "--split", "train"], "--split"),
+    ("demo-budget-zero", ["demo", "--data", "{in}/nowhere", "--out", "{out}", "--budget-minutes", "0"], "budget"),
+    ("demo-split", ["demo", "--data", "{data}", "--out", "{out}", "--split", "meta-test"], "--split"),
 ]
 
-
-PARAMS = [pytest.param(c, id=c[0]) for c in CASES] + [
-    pytest.param(c, id=c[0], marks=pytest.mark.xfail(strict=True, reason=OWNER + why)) for c, why in XFAIL]
+PARAMS = [pytest.param(c, id=c[0]) for c in CASES]
 
 
 @pytest.mark.parametrize("case", PARAMS)

@@ -51,3 +51,13 @@ def test_demo_tiny_end_to_end(tmp_path, capsys):
     recs = pd.read_csv(out / "records.csv")
     assert set(DEFAULT_METHODS) <= set(recs.method)
     assert set(recs.question_type) <= {"single-verify", "single-query"} and len(set(recs.question_type)) >= 1
+    assert recs.text_answerable.dtype == bool and "left out of tables and targets" in md
+    # the same command again, with a budget far too small: the budget only warns (counts, not the clock, fix what is run),
+    # the numbers are identical, and the earlier demo is moved aside, never overwritten
+    rc = main(["demo", "--data", str(DATA), "--out", str(out), "--config", str(path), "--budget-minutes", "0.001", "--no-progress"])
+    assert rc == 0
+    earlier = list(out.glob("earlier-*"))
+    assert len(earlier) == 1 and (earlier[0] / "report.md").read_text() == md and (earlier[0] / "run" / "metrics.jsonl").exists()
+    again = pd.read_csv(out / "records.csv")
+    pd.testing.assert_frame_equal(recs, again)
+    assert "earlier demo" in (out / "report.md").read_text()

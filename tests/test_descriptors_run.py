@@ -60,7 +60,7 @@ def test_build_model_needs_statistics(tmp_path):
     with torch.no_grad():
         t = m.encode_ecgs(torch.randn(2, 12, 1000) * 0.3)
     assert t.shape[-1] == 32 + K
-    with pytest.raises(TrainerError, match="descriptor_alpha"):
+    with pytest.raises(ECGMetaError, match="descriptor_alpha"):
         config_from_dict({**tiny(tmp_path), "data_dir": str(DATA), "descriptor_alpha": -1})
 
 

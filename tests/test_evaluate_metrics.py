@@ -88,15 +88,18 @@ def test_derangement_has_no_fixed_points():
             assert sorted(p) == list(range(n)) and (p != np.arange(n)).all()
 
 
-def _records(acc_meta=0.9, acc_base=0.5, episodes=12, q=10, seed=0):
+def _records(acc_meta=0.9, acc_base=0.5, episodes=12, q=10, seed=0, easy_every=0):
+    "Synthetic records; with `easy_every`, every such query is text-answerable and every method gets it right."
     rng = np.random.default_rng(seed)
     rows = []
     for qt in ("single-verify", "single-choose", "single-query"):
         for e in range(episodes):
             for j in range(q):
-                for m, p in (("meta", acc_meta), ("no_ecg", acc_base), ("random_ecg", acc_base), ("majority", 0.5)):
-                    c = bool(rng.random() < p)
-                    rows.append(("generated", "12 leads", 5, 5, qt, f"{qt}#{e}", m, j, 101, "q?", "yes", "yes" if c else "no", c, 1.0, "1"))
+                easy = bool(easy_every) and j % easy_every == 0
+                for m, p in (("meta", acc_meta), ("no_ecg", acc_base), ("random_ecg", acc_base), ("majority", acc_base)):
+                    c = True if easy else bool(rng.random() < p)
+                    rows.append(("generated", "12 leads", 5, 5, qt, f"{qt}#{e}", m, j, 101, f"q{j % 4}?", "yes", "yes" if c else "no",
+                                 c, 1.0, easy, "1"))
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
@@ -110,10 +113,33 @@ def test_summarize_and_compare_and_targets():
     assert len(c) == 3 and (c["diff"] > 0.2).all() and (c.ci_low > 0).all()
     res = EvalResult(recs, EvalConfig(n_way=(5,), k_shot=(5,)))
     t = check_targets(res)
-    assert len(t) == 6 and (t.met == "yes").all()
-    weak = EvalResult(_records(acc_meta=0.52, acc_base=0.5, seed=1), EvalConfig(n_way=(5,), k_shot=(5,)))
+    assert len(t) == 6 and (t.met == "yes").all() and set(t.baseline) == {"majority", "random_ecg"}
+    assert t.diff_question_ci.notna().all() and (t.questions == 4).all()
+    weak = EvalResult(_records(acc_meta=0.4, acc_base=0.5, seed=1), EvalConfig(n_way=(5,), k_shot=(5,)))
     tw = check_targets(weak)
-    assert (tw[tw.question_type == "single-verify"].met == "no").all()  # +2 points is not +10
+    assert (tw.met == "no").all()  # below the controls: no CI above 0
+
+
+def test_text_answerable_queries_cannot_meet_a_target():
+    "Queries every method gets right from the support's text (half of them here) neither help nor count: they are left out."
+    recs = _records(acc_meta=0.5, acc_base=0.5, easy_every=2, seed=3)
+    res = EvalResult(recs, EvalConfig(n_way=(5,), k_shot=(5,)))
+    assert (res.compare(ecg_needed=False).acc_method > 0.7).all()  # with them, every method looks good
+    assert (res.compare().acc_method < 0.65).all() and (res.compare().n_queries == 60).all()
+    assert (check_targets(res).met == "no").all()
+    counts = res.text_answerable_counts()
+    assert (counts.queries == 120).all() and (counts.text_answerable == 60).all()
+
+
+def test_question_bootstrap_is_wider_with_few_questions():
+    "The same paired difference, resampling 4 distinct questions instead of 12 episodes: a wider interval."
+    recs = _records(acc_meta=0.7, acc_base=0.5, seed=4)
+    c_ep = compare_methods(recs, "meta", ("majority",), cluster="episode")
+    c_q = compare_methods(recs, "meta", ("majority",), cluster="question")
+    assert np.allclose(c_ep["diff"], c_q["diff"])
+    assert ((c_q.ci_high - c_q.ci_low) > (c_ep.ci_high - c_ep.ci_low)).any()
+    with pytest.raises(Exception, match="cluster"):
+        compare_methods(recs, "meta", ("majority",), cluster="patient")
 
 
 def test_targets_missing_type_is_reported_not_met():
