@@ -80,6 +80,9 @@ def main():
             runs.append(dict(run=f"{ss}/{ts}", seconds=secs, queries_per_s_meta=len(r.records.query("method == 'meta'")) / max(r.seconds.get("meta", 1e-9), 1e-9),
                              protonet_s=r.seconds.get("protonet", 0.0), meta_s=r.seconds.get("meta", 0.0)))
             print(f"run split seed {ss}, train seed {ts}: {secs / 60:.1f} min", flush=True)
+            for msg in r.skipped: print(f"  not evaluated: {msg}", flush=True)
+            missing = sorted(set(ev.question_types or cfg.train.get("question_types") or []) - set(r.records.question_type))
+            if missing: print(f"  no {', '.join(missing)} classes in this split: those types are missing from this run", flush=True)
     allr = pd.concat(recs, ignore_index=True)
     allr.to_csv(out / "records.csv", index=False)
     need = allr[~allr.text_answerable.astype(bool)].copy()
@@ -87,7 +90,7 @@ def main():
 
     per_run = need.groupby(["run", "question_type", "method"]).correct.mean().mul(100).unstack("method")
     pd.set_option("display.width", 160)
-    print(f"\n{args.split} split, {len(runs)} runs ({args.split_seeds} split seeds x {args.train_seeds} training seeds), "
+    print(f"\n{args.split} split, {len(runs)} runs (split seeds {args.split_seeds} x training seeds {args.train_seeds}), "
           f"{args.episodes} episodes per type and run; accuracy % on ECG-needed queries:")
     print(per_run.round(1).to_string())
     agg = per_run.groupby("question_type").agg(["mean", "std"]).round(1)

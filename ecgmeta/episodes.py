@@ -8,6 +8,7 @@ Docs: https://ecgmeta.github.io/ecgmeta/episodes.html.md"""
 from __future__ import annotations
 
 import logging
+import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Sequence
@@ -162,14 +163,22 @@ def split_classes(classes: Sequence[TaskClass], # task classes from `build_class
     if missing: raise ECGMetaError(f"{len(missing)} ECG id(s) of the items are not in the dataset: {missing[:30]}; resolve the items first (ecgmeta.qa.resolve)")
     groups = defaultdict(list)
     for c in classes: groups[_group_key(c, by)].append(c)
-    keys = sorted(groups, key=repr)
-    rng = np.random.default_rng(seed)
-    keys = [keys[i] for i in rng.permutation(len(keys))]
-    keys.sort(key=lambda k: -len(groups[k]))  # stable: big groups first, ties in random order
-    total, count, assign = len(classes), np.zeros(3), {}
-    for k in keys:
-        s = int(np.argmax(fr * total - count)) if total else 0
-        assign[k] = s; count[s] += len(groups[k])
+    strata = defaultdict(list)  # by template, each question type is split on its own: every split asks every type it can
+    for k in sorted(groups, key=repr): strata[groups[k][0].question_type if by == "template" else ""].append(k)
+    keys, assign = [], {}
+    for t in sorted(strata):
+        rng = np.random.default_rng([seed, zlib.crc32(t.encode())])  # one stream per stratum: adding a type moves no other
+        best = None
+        for _ in range(64 if by == "template" else 1):  # random orders, greedy fill; keep the one closest to `fractions`
+            ks = [strata[t][i] for i in rng.permutation(len(strata[t]))]
+            if by != "template": ks.sort(key=lambda k: -len(groups[k]))  # stable: big groups first, ties in random order
+            total, count, a = sum(len(groups[k]) for k in ks), np.zeros(3), {}
+            for k in ks:
+                s = int(np.argmax(fr * total - count)) if total else 0
+                a[k] = s; count[s] += len(groups[k])
+            err = float(((count / max(total, 1) - fr) ** 2).sum())
+            if best is None or err < best[0] - 1e-12: best = (err, ks, a)
+        keys += best[1]; assign.update(best[2])
     out, dropped = {s: [] for s in SPLIT_NAMES}, []
     for k in keys:
         s = SPLIT_NAMES[assign[k]]

@@ -928,6 +928,11 @@ def _add_result(rep: Report, name: str, result: EvalResult, cell: tuple[int, int
         rep.para(f"No episode could be evaluated on {name}: " + "; ".join(result.skipped[:5])); return
     ta = result.text_answerable_counts()
     ta = ta[ta.source == name] if "source" in ta and (ta.source == name).any() else ta
+    asked = result.records.drop_duplicates(["question_type", "question"])
+    rep.para(f"What {name} asks: " + "; ".join(
+        f"{qt}: {len(g)} distinct question(s) from template(s) {', '.join(map(str, sorted(g.template_id.unique())))}, e.g. "
+        + " / ".join(repr(q) for q in g.question.head(3)) for qt, g in asked.groupby("question_type"))
+        + ". With few distinct questions, read the question-cluster intervals.")
     if targets and (n, k) == (5, 5):
         rep.heading(f"Targets ({name}, 5-way 5-shot, unseen classes)", 3)
         t = check_targets(result, 5, 5)
