@@ -17,15 +17,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import ECGMetaError
-from .qa import QAItem, answer_text, _db
+from .data import ECGMetaError, LEADS12
+from .qa import QAItem, TEMPLATES, answer_text, _db
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['log', 'SPLIT_NAMES', 'DEFAULT_FOLDS', 'TaskClass', 'Dropped', 'DropReport', 'build_classes', 'ClassSplits',
-           'check_patient_disjoint', 'split_classes', 'Episode', 'question_key', 'contrastive_share', 'text_answerable',
-           'EpisodeSampler', 'EpisodeBatch', 'collate_episode', 'plot_episode', 'TaskDataset']
+__all__ = ['log', 'SPLIT_NAMES', 'DEFAULT_FOLDS', 'CLASS_FAMILIES', 'CONCEPT_FAMILY', 'NEUTRAL_ANSWERS', 'ENCODER_TEXT_FAMILIES',
+           'TaskClass', 'Dropped', 'DropReport', 'build_classes', 'ClassSplits', 'check_patient_disjoint',
+           'split_classes', 'class_families', 'class_family', 'Episode', 'question_key', 'contrastive_share',
+           'text_answerable', 'EpisodeSampler', 'EpisodeBatch', 'collate_episode', 'plot_episode', 'TaskDataset']
 
 # %% ../nbs/02a_episodes.ipynb #75fba0d5
 @dataclass(frozen=True, eq=False)
@@ -100,16 +101,20 @@ DEFAULT_FOLDS = {"train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,)}
 
 @dataclass(frozen=True)
 class ClassSplits:
-    "Meta-train / meta-val / meta-test class sets whose ECGs come from disjoint patients."
+    "Meta-train / meta-val / meta-test class sets that share no template (or no concept family), with ECGs of disjoint patients."
     train: tuple[TaskClass, ...]  # meta-train classes (ECGs of folds 1-8)
     val: tuple[TaskClass, ...]  # meta-val classes (ECGs of fold 9)
     test: tuple[TaskClass, ...]  # meta-test classes (ECGs of fold 10)
-    by: str  # 'template' or 'attribute'
-    report: DropReport  # classes dropped after restricting them to their split's ECGs
+    by: str  # 'template' or 'family': what the class splits never share
+    report: DropReport  # classes dropped by the split: too few items with their split's ECGs, or naming families of two splits
 
     def __getitem__(self, split: str) -> tuple[TaskClass, ...]:
         if split not in SPLIT_NAMES: raise ECGMetaError(f"unknown split {split!r}; expected one of {SPLIT_NAMES}")
         return getattr(self, split)
+
+    def families(self) -> dict[str, tuple[str, ...]]:
+        "The concept families the classes of each split name (see `class_families`), in `CLASS_FAMILIES` order."
+        return {s: tuple(f for f in CLASS_FAMILIES if any(f in class_families(c) for c in self[s])) for s in SPLIT_NAMES}
 
     def summary(self) -> pd.DataFrame:
         "Classes, items, templates and ECGs per split and question type."
@@ -138,20 +143,51 @@ def check_patient_disjoint(ptbxl, # `PTBXL` dataset
     return pats
 
 # %% ../nbs/02a_episodes.ipynb #5d360f76
-def _group_key(c: TaskClass, by: str):
-    if by == "template": return ("template", c.template_id)
-    return ("attribute", c.attributes) if c.attributes else ("answer", c.answer)
+def _fill(units: list, weight: dict, fr: np.ndarray, open_: list[int], rng, score) -> dict:
+    "Assign `units` to the `open_` splits: 64 random orders, greedy fill towards `fr`; the assignment `score` likes best."
+    best = None
+    for _ in range(64 if len(units) > 1 else 1):
+        order = [units[i] for i in rng.permutation(len(units))]
+        total, count, a = sum(weight[u] for u in order), np.zeros(3), {}
+        for u in order:
+            s = max(open_, key=lambda j: fr[j] * total - count[j]) if total else open_[0]
+            a[u] = s; count[s] += weight[u]
+        err = score(a)
+        if best is None or err < best[0] - 1e-12: best = (err, a)
+    return best[1] if best else {}
+
+def _pinned(present: set, test_families, val_families) -> dict[str, int]:
+    "Family -> split index of the families pinned to meta-test / meta-val, checked."
+    pinned = {}
+    for j, name, fs in ((2, "test_families", test_families), (1, "val_families", val_families)):
+        if fs is None: continue
+        fs = (fs,) if isinstance(fs, str) else tuple(fs)
+        if not fs: raise ECGMetaError(f"{name} should name at least one family of {CLASS_FAMILIES}, or be None (drawn with the seed)")
+        if bad := [f for f in fs if f not in CLASS_FAMILIES]: raise ECGMetaError(f"{name}: unknown families {bad}; expected some of {CLASS_FAMILIES}")
+        if absent := [f for f in fs if f not in present]:
+            raise ECGMetaError(f"{name}: no class names the families {absent}; the classes name {[f for f in CLASS_FAMILIES if f in present]}")
+        for f in fs:
+            if pinned.setdefault(f, j) != j: raise ECGMetaError(f"family {f!r} is in both test_families and val_families")
+    return pinned
 
 def split_classes(classes: Sequence[TaskClass], # task classes from `build_classes`
                   ptbxl, # `PTBXL` dataset the items' ECGs come from (for folds and patients)
-                  by: str = "template", # 'template' or 'attribute': what meta-train and meta-test never share
+                  by: str = "template", # 'template': template-level novelty (the concepts may be asked through other templates); 'family': concept-level novelty
                   fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), # share of classes per split
-                  seed: int = 0, # seed for the assignment of groups to splits
+                  seed: int = 0, # seed for the assignment of templates / families to splits
                   min_items: int = 10, # classes with fewer items in their split's ECGs are dropped
                   folds: dict = DEFAULT_FOLDS, # split name -> strat_folds of its ECGs
+                  test_families: Sequence[str] | None = None, # by='family': meta-test holds exactly these families (default: drawn)
+                  val_families: Sequence[str] | None = None, # by='family': meta-val holds exactly these families (default: drawn)
                  ) -> ClassSplits:
-    "Split classes into disjoint meta-train/val/test sets with patient-disjoint ECGs."
-    if by not in ("template", "attribute"): raise ECGMetaError(f"by should be 'template' or 'attribute', got {by!r}")
+    "Split classes into meta-train/val/test sets that share no template (or no concept family), with patient-disjoint ECGs."
+    if by == "attribute":
+        raise ECGMetaError("by='attribute' was removed: it grouped query classes by their answer, so the same concept (e.g. a rhythm asked "
+                           "by the rhythm query) landed in meta-train, meta-val and meta-test; it was not attribute-disjoint. Use by='family' "
+                           "(whole concept families per split, see class_family) or by='template'")
+    if by not in ("template", "family"): raise ECGMetaError(f"by should be 'template' or 'family', got {by!r}")
+    if by != "family" and (test_families is not None or val_families is not None):
+        raise ECGMetaError(f"test_families/val_families pin concept families to splits and need by='family', got by={by!r}")
     fr = np.asarray(fractions, dtype=float)
     if fr.shape != (3,) or (fr < 0).any() or not np.isclose(fr.sum(), 1): raise ECGMetaError(f"fractions should be 3 non-negative numbers summing to 1 (train, val, test), got {fractions}")
     if set(folds) != set(SPLIT_NAMES): raise ECGMetaError(f"folds should map {SPLIT_NAMES} to strat_folds, got keys {sorted(folds)}")
@@ -161,31 +197,13 @@ def split_classes(classes: Sequence[TaskClass], # task classes from `build_class
     ecg_split = {int(e): f2s.get(int(f)) for e, f in db.strat_fold.items()}
     missing = sorted({e for c in classes for it in c.items for e in it.ecg_ids if e not in ecg_split})
     if missing: raise ECGMetaError(f"{len(missing)} ECG id(s) of the items are not in the dataset: {missing[:30]}; resolve the items first (ecgmeta.qa.resolve)")
-    groups = defaultdict(list)
-    for c in classes: groups[_group_key(c, by)].append(c)
-    strata = defaultdict(list)  # by template, each question type is split on its own: every split asks every type it can
-    for k in sorted(groups, key=repr): strata[groups[k][0].question_type if by == "template" else ""].append(k)
-    keys, assign = [], {}
-    for t in sorted(strata):
-        rng = np.random.default_rng([seed, zlib.crc32(t.encode())])  # one stream per stratum: adding a type moves no other
-        best = None
-        for _ in range(64 if by == "template" else 1):  # random orders, greedy fill; keep the one closest to `fractions`
-            ks = [strata[t][i] for i in rng.permutation(len(strata[t]))]
-            if by != "template": ks.sort(key=lambda k: -len(groups[k]))  # stable: big groups first, ties in random order
-            total, count, a = sum(len(groups[k]) for k in ks), np.zeros(3), {}
-            for k in ks:
-                s = int(np.argmax(fr * total - count)) if total else 0
-                a[k] = s; count[s] += len(groups[k])
-            err = float(((count / max(total, 1) - fr) ** 2).sum())
-            if best is None or err < best[0] - 1e-12: best = (err, ks, a)
-        keys += best[1]; assign.update(best[2])
-    out, dropped = {s: [] for s in SPLIT_NAMES}, []
-    for k in keys:
-        s = SPLIT_NAMES[assign[k]]
-        for c in groups[k]:
-            its = tuple(it for it in c.items if all(ecg_split[e] == s for e in it.ecg_ids))
-            if len(its) < min_items: dropped.append(Dropped(c.key, len(its), f"fewer than {min_items} items with {s} ECGs (folds {folds[s]})", s))
-            else: out[s].append(replace(c, items=its))
+    where, dropped = (_split_by_template if by == "template" else _split_by_family)(list(classes), fr, seed, test_families, val_families)
+    out = {s: [] for s in SPLIT_NAMES}
+    for c, j in where:
+        s = SPLIT_NAMES[j]
+        its = tuple(it for it in c.items if all(ecg_split[e] == s for e in it.ecg_ids))
+        if len(its) < min_items: dropped.append(Dropped(c.key, len(its), f"fewer than {min_items} items with {s} ECGs (folds {folds[s]})", s))
+        else: out[s].append(replace(c, items=its))
     for s in SPLIT_NAMES: out[s].sort(key=lambda c: (c.template_id, c.attributes, c.answer))
     rep = DropReport(tuple(dropped), sum(len(v) for v in out.values()))
     res = ClassSplits(tuple(out["train"]), tuple(out["val"]), tuple(out["test"]), by, rep)
@@ -193,15 +211,137 @@ def split_classes(classes: Sequence[TaskClass], # task classes from `build_class
     log.info("class splits by %s: %s", by, {s: len(v) for s, v in out.items()})
     return res
 
+def _split_by_template(classes, fr, seed, *_) -> tuple[list, list]:
+    "(class, split index) pairs: whole templates per split, each question type split on its own."
+    groups = defaultdict(list)
+    for c in classes: groups[c.template_id].append(c)
+    strata = defaultdict(list)  # each question type is split on its own: every split asks every type it can
+    for t in sorted(groups, key=str): strata[groups[t][0].question_type].append(t)  # string order, as the splits always had
+    where = []
+    for qt in sorted(strata):
+        rng = np.random.default_rng([seed, zlib.crc32(qt.encode())])  # one stream per stratum: adding a type moves no other
+        weight = {t: len(groups[t]) for t in strata[qt]}
+        total = sum(weight.values())
+        def score(a):
+            count = np.bincount([a[t] for t in a], weights=[weight[t] for t in a], minlength=3)
+            return float(((count / max(total, 1) - fr) ** 2).sum())
+        a = _fill(strata[qt], weight, fr, [0, 1, 2], rng, score)
+        where += [(c, a[t]) for t in a for c in groups[t]]  # in fill order
+    return where, []
+
+def _split_by_family(classes, fr, seed, test_families, val_families) -> tuple[list, list]:
+    "(class, split index) pairs: whole concept families per split; classes naming families of two splits are dropped."
+    fams = [class_families(c) for c in classes]
+    present = set().union(*fams)
+    pinned = _pinned(present, test_families, val_families)
+    open_ = [j for j in range(3) if j not in set(pinned.values())]  # a pinned split takes no other family
+    units = [f for f in CLASS_FAMILIES if f in present and f not in pinned]
+    units += [("class", c.key) for c, fs in zip(classes, fams) if not fs]  # classes naming no concept are placed one by one
+    weight = {u: 1 for u in units}
+    for fs in fams:
+        for f in fs:
+            if f in weight: weight[f] += 1
+    def place(a) -> list[int | None]:  # split of each class, None when its families sit in two splits
+        out = []
+        for c, fs in zip(classes, fams):
+            js = {a[f] for f in fs} if fs else {a[("class", c.key)]}
+            out.append(js.pop() if len(js) == 1 else None)
+        return out
+    def score(a):
+        js = place({**pinned, **a})
+        count = np.bincount([j for j in js if j is not None], minlength=3)
+        return float(((count / max(len(classes), 1) - fr) ** 2).sum())  # dropped classes count against the fill
+    rng = np.random.default_rng([seed, zlib.crc32(b"family")])
+    a = {**pinned, **_fill(units, weight, fr, open_, rng, score)}
+    where, dropped = [], []
+    for c, fs, j in zip(classes, fams, place(a)):
+        if j is not None: where.append((c, j)); continue
+        names = ", ".join(f"{f} ({SPLIT_NAMES[a[f]]})" for f in CLASS_FAMILIES if f in fs)
+        dropped.append(Dropped(c.key, len(c), f"names families of two splits: {names}"))
+    return where, dropped
+
 def _check_splits(sp: ClassSplits, ecg_split: dict, by: str):
-    "Raise when a class, group or ECG is in two splits (a guard on the code above)."
+    "Raise when a class, template (or concept family) or ECG is in two splits (a guard on the code above)."
     seen = {}
     for s in SPLIT_NAMES:
         for c in sp[s]:
-            g = _group_key(c, by)
-            if seen.setdefault(g, s) != s: raise ECGMetaError(f"{g} is in both the {seen[g]} and {s} splits")
+            gs = [("class", c.key)] + ([("template", c.template_id)] if by == "template" else [("family", f) for f in class_families(c)])
+            for g in gs:
+                if seen.setdefault(g, s) != s: raise ECGMetaError(f"{g} is in both the {seen[g]} and {s} splits")
             bad = [it.sample_id for it in c.items if any(ecg_split[e] != s for e in it.ecg_ids)]
             if bad: raise ECGMetaError(f"class {c.key} in {s} has items {bad[:10]} with ECGs of another split")
+
+# %% ../nbs/02a_episodes.ipynb #7ebb6df5
+CLASS_FAMILIES = ("rhythm", "heart_axis", "noise", "extra_systole", "infarction", "hypertrophy", "conduction", "st_t",
+                  "qrs_morphology", "normal", "intervals")  # concept families, in display order
+
+def _names(*xs): return {x: f for f, names in xs for x in names}
+_MI_SITES = ("anterior", "anterolateral", "anteroseptal", "inferior", "inferolateral", "inferoposterior", "inferoposterolateral",
+             "lateral", "posterior")
+CONCEPT_FAMILY = _names(  # ECG-QA's (and `generate_questions`') name of a concept -> its family
+    ("rhythm", ("sinus rhythm", "sinus arrhythmia", "sinus bradycardia", "sinus tachycardia", "atrial fibrillation", "atrial flutter",
+                "supraventricular arrhythmia", "supraventricular tachycardia", "paroxysmal supraventricular tachycardia",
+                "normal functioning artificial pacemaker", "bigeminal pattern (unknown origin, supraventricular, or ventricular)",
+                "trigeminal pattern (unknown origin, supraventricular, or ventricular)")),
+    ("heart_axis", ("normal heart axis", "left axis deviation", "right axis deviation", "extreme axis deviation")),
+    ("noise", ("baseline drift", "static noise", "burst noise", "electrodes problems", "any kind of noises")),
+    ("extra_systole", ("extrasystoles", "supraventricular extrasystoles", "ventricular extrasystoles", "premature complex(es)",
+                       "atrial premature complex", "ventricular premature complex")),
+    ("infarction", ("myocardial infarction", *(f"myocardial infarction in {x} leads" for x in _MI_SITES),
+                    *(f"subendocardial injury in {x} leads" for x in ("anterolateral", "anteroseptal", "inferior", "inferolateral", "lateral")),
+                    "early stage of myocardial infarction", "middle stage of myocardial infarction", "old stage of myocardial infarction",
+                    "unknown stage of myocardial infarction", "none of myocardial infarction", "q waves present")),
+    ("hypertrophy", ("hypertrophy", "left ventricular hypertrophy", "right ventricular hypertrophy", "septal hypertrophy",
+                     "left atrial overload/enlargement", "right atrial overload/enlargement",
+                     "voltage criteria (qrs) for left ventricular hypertrophy", "high qrs voltage")),
+    ("conduction", ("conduction disturbance", "complete left bundle branch block", "complete right bundle branch block",
+                    "incomplete left bundle branch block", "incomplete right bundle branch block", "left anterior fascicular block",
+                    "left posterior fascicular block", "non-specific intraventricular conduction disturbance (block)",
+                    "first degree av block", "second degree av block", "third degree av block", "wolf-parkinson-white syndrome",
+                    "prolonged pr interval")),
+    ("st_t", ("st/t change", "non-diagnostic t abnormalities", "non-specific st changes", "non-specific st depression",
+              "non-specific st elevation", "non-specific t-wave changes", "t-wave abnormality", "inverted t-waves", "low amplitude t-wave",
+              "non-specific ischemic", *(f"ischemic in {x} leads" for x in ("anterior", "anterolateral", "anteroseptal", "inferior",
+                                                                               "inferolateral", "lateral")),
+              "st-t changes compatible with ventricular aneurysm", "digitalis effect", "electrolytic disturbance or drug (former edis)",
+              "long qt-interval")),
+    ("qrs_morphology", ("abnormal qrs", "low qrs voltages in the frontal and horizontal leads")),
+    ("normal", ("normal ecg",)),
+    ("intervals", ("rr interval", "pr interval", "p duration", "qrs duration", "qt interval", "qt corrected",
+                   "above the normal range", "below the normal range", "within the normal range")),
+)
+NEUTRAL_ANSWERS = frozenset({"yes", "no", "not sure", "none", "both", "first ecg", "second ecg"}
+                            | {f"lead {l}" for l in LEADS12})  # words that name no concept
+_NEUTRAL = {x.lower() for x in NEUTRAL_ANSWERS}
+ENCODER_TEXT_FAMILIES = ("rhythm", "heart_axis", "noise", "extra_systole", "infarction", "hypertrophy", "conduction", "st_t",
+                         "qrs_morphology", "normal")  # families the shipped encoder's pretraining text named (all SCP statements + 4 more)
+
+_TEMPLATE_FAMILY = {"rhythm": "rhythm", "heart_axis": "heart_axis", "noise": "noise", "extra_systole": "extra_systole",
+                    "infarction_stage": "infarction"}  # generator template family -> concept family its question names
+_ATTRIBUTE_TYPE_FAMILY = {"heart_axis": "heart_axis", "noise": "noise", "extra_systole": "extra_systole",
+                          "stage_of_infarction": "infarction", "numeric_feature": "intervals"}  # same, for ECG-QA's attribute_type
+
+def class_families(c, # a `TaskClass` or a `QAItem`
+                  ) -> frozenset[str]:
+    "Every concept family a class (or item) names: in its question (template), its attributes or its answer."
+    src = c.items[0].source if hasattr(c, "items") else c.source
+    q = _TEMPLATE_FAMILY.get(TEMPLATES[c.template_id].family) if src == "generated" and c.template_id in TEMPLATES \
+        else _ATTRIBUTE_TYPE_FAMILY.get(c.attribute_type)
+    out = {q} if q else set()
+    for name in (*c.attributes, *c.answer):
+        n = " ".join(str(name).lower().split())
+        if n in CONCEPT_FAMILY: out.add(CONCEPT_FAMILY[n])
+        elif n not in _NEUTRAL:
+            key = (c.template_id, tuple(c.attributes), tuple(c.answer))
+            raise ECGMetaError(f"{name!r} (class {key}) is not a concept of any family and not a neutral answer; add it to "
+                               f"ecgmeta.episodes.CONCEPT_FAMILY (name -> one of {CLASS_FAMILIES})")
+    return frozenset(out)
+
+def class_family(c, # a `TaskClass` or a `QAItem`
+                ) -> str:
+    "The concept family a class asks about: one of `CLASS_FAMILIES`, several joined by '+' when it mixes them, '' when it names none."
+    fs = class_families(c)
+    return "+".join(f for f in CLASS_FAMILIES if f in fs)
 
 # %% ../nbs/02a_episodes.ipynb #baf4b733
 @dataclass(frozen=True)
@@ -236,7 +376,7 @@ class Episode:
 
 # %% ../nbs/02a_episodes.ipynb #9033766b
 def question_key(c) -> tuple:
-    "`(template_id, attributes)` of a class, a class key or an item: what the question asks, without the answer."
+    "`(template_id, attributes)` of a class, a class key or an item: what the question asks (ECG-QA's lead included), without the answer."
     if isinstance(c, tuple): return (c[0], tuple(c[1]))
     return (c.template_id, tuple(c.attributes))
 

@@ -19,16 +19,16 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .data import ECGMetaError
+from .data import ECGMetaError, LEADS12
 
 log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'ECGQA_FIELDS', 'ECGQA_SPLITS', 'SUPERCLASS_NAMES', 'AXIS_NAMES', 'STAGE_NAMES', 'NOISE_NAMES', 'FAMILIES',
            'FAMILY_NOUN', 'ATTRIBUTE_TYPE', 'VERIFY', 'CHOOSE', 'QUERY', 'CMP_BOTH', 'CMP_WHICH', 'CMP_NEW',
-           'TEMPLATES', 'QAItem', 'answer_text', 'normalize_answer', 'read_ecgqa_file', 'load_ecgqa', 'ResolveReport',
-           'resolve', 'statement_name', 'ECGFacts', 'ecg_facts', 'Template', 'templates_table', 'GeneratorConfig',
-           'generate_questions', 'paraphrase']
+           'TEMPLATES', 'QAItem', 'answer_text', 'normalize_answer', 'question_leads', 'read_ecgqa_file', 'load_ecgqa',
+           'ResolveReport', 'resolve', 'statement_name', 'ECGFacts', 'ecg_facts', 'Template', 'templates_table',
+           'GeneratorConfig', 'generate_questions', 'paraphrase']
 
 # %% ../nbs/02_qa.ipynb #3287c6c8
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class QAItem:
     question_type: str  # ECG-QA question type, e.g. `single-verify`, `comparison_irrelevant-query`
     template_id: int  # template the question was made from (ECG-QA ids < 100, generated ids >= 100)
     attribute_type: str  # e.g. `scp_code`, `noise`, `heart_axis`, `numeric_feature`
-    attributes: tuple[str, ...]  # the attribute(s) the question is about; empty for query questions
+    attributes: tuple[str, ...]  # the attribute(s) the question is about, a lead it names included (`lead aVL`); empty for query questions
     ecg_ids: tuple[int, ...]  # PTB-XL `ecg_id`s, one per ECG the question refers to (in order)
     sample_id: int  # unique id of the item within its source
     question_id: int  # id of the exact question wording (same question text -> same id)
@@ -89,6 +89,18 @@ ECGQA_FIELDS = {"template_id": int, "question_id": int, "sample_id": int, "quest
                 "attribute_type": str, "question": str, "answer": list, "ecg_id": list}
 ECGQA_SPLITS = ("train", "valid", "test")
 
+_LEAD_IN_TEXT = re.compile(r"\blead\s+(iii|ii|i|avr|avl|avf|v[1-6])(?!\w)", re.IGNORECASE)
+_LEAD_NAMES = {l.lower(): l for l in LEADS12}
+
+def question_leads(question: str, # question text, e.g. "Does this ECG show static noise in lead aVL?"
+                  ) -> tuple[str, ...]:
+    "The leads a question names, spelt as ECG-QA's answers spell them (`lead aVL`), in order of appearance."
+    out = []
+    for m in _LEAD_IN_TEXT.findall(question):
+        l = f"lead {_LEAD_NAMES[m.lower()]}"
+        if l not in out: out.append(l)
+    return tuple(out)
+
 def _parse_ecgqa_item(d, path: Path, i: int, version: str) -> QAItem:
     "Check one raw ECG-QA item and turn it into a `QAItem`."
     where = f"{path}, item {i}"
@@ -107,6 +119,7 @@ def _parse_ecgqa_item(d, path: Path, i: int, version: str) -> QAItem:
     elif isinstance(attr, str): attr = (attr,)
     elif isinstance(attr, list) and all(isinstance(a, str) for a in attr): attr = tuple(attr)
     else: raise ECGMetaError(f"{where}: field 'attribute' should be null, a string or a list of strings, got {attr!r}")
+    attr += tuple(l for l in question_leads(d["question"]) if l not in attr)  # the lead is part of what is asked
     return QAItem(question=d["question"], answer=tuple(d["answer"]), question_type=d["question_type"],
                   template_id=d["template_id"], attribute_type=d["attribute_type"], attributes=attr,
                   ecg_ids=tuple(d["ecg_id"]), sample_id=d["sample_id"], question_id=d["question_id"],

@@ -103,6 +103,8 @@ class MetaTrainConfig:
     dtype: str = "float32"  # "float32", or "bfloat16" (autocast; the CUDA default for speed)
     seed: int = 0  # seeds the model initialisation, the samplers and the class subset
     split_seed: int | None = None  # seeds the generated questions and the class split; None: `seed` (set it to vary the model alone)
+    test_families: tuple[str, ...] | None = None  # split_by="family": the concept families of meta-test (None: drawn with the split seed)
+    val_families: tuple[str, ...] | None = None  # split_by="family": the concept families of meta-val (None: drawn)
     out_dir: str = "runs/meta"  # where checkpoints, metrics, the plot and the final model go
 
     def __post_init__(self):
@@ -117,6 +119,8 @@ class MetaTrainConfig:
                      prefix_cache=Rule.bool().optional(), checkpoint_every=Rule.int(1), seed=Rule.int(), split_seed=Rule.int().optional(),
                      split_by=Rule.choice("template", "family"))
         if self.question_types is not None: object.__setattr__(self, "question_types", tuple(self.question_types))
+        for name in ("test_families", "val_families"):
+            if getattr(self, name) is not None: object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.questions not in ("generated", "ecgqa"):
             raise TrainerError(f"questions must be 'generated' or 'ecgqa', got {self.questions!r}")
         if self.prefix_cache and self.lora:
@@ -262,7 +266,8 @@ def class_splits(config: MetaTrainConfig,  # the run's configuration
     if config.question_types is not None: items = [it for it in items if it.question_type in config.question_types]
     classes, _ = build_classes(items, min_items=config.min_items)
     seed = config.seed if config.split_seed is None else config.split_seed
-    return split_classes(classes, ptbxl, by=config.split_by, seed=seed, min_items=config.min_items)
+    return split_classes(classes, ptbxl, by=config.split_by, seed=seed, min_items=config.min_items,
+                         test_families=config.test_families, val_families=config.val_families)
 
 # %% ../nbs/05a_trainer.ipynb #e97b8ea9
 def _torch_dtype(name: str) -> torch.dtype: return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ecgmeta.data import ECGMetaError, PTBXL
-from ecgmeta.episodes import (EpisodeSampler, TaskDataset, build_classes, check_patient_disjoint, split_classes,
-                              SPLIT_NAMES, plot_episode)
+from ecgmeta.episodes import (Episode, EpisodeSampler, TaskDataset, build_classes, check_patient_disjoint, split_classes,
+                              SPLIT_NAMES, plot_episode, question_key, text_answerable, contrastive_share, class_families)
 from ecgmeta.qa import generate_questions, load_ecgqa
 
 DATA = Path(os.environ.get("ECGMETA_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -38,7 +38,7 @@ def test_acceptance_60_single_classes_disjoint(splits):
     assert any(c.question_type.startswith("single-") for c in splits.test)
 
 
-@pytest.mark.parametrize("by", ["template", "attribute"])
+@pytest.mark.parametrize("by", ["template", "family"])
 def test_no_class_in_two_splits(classes, ptbxl, by):
     sp = split_classes(classes, ptbxl, by=by, seed=1)
     keys = {s: {c.key for c in sp[s]} for s in SPLIT_NAMES}
@@ -49,8 +49,8 @@ def test_no_class_in_two_splits(classes, ptbxl, by):
         t = {s: {c.template_id for c in sp[s]} for s in SPLIT_NAMES}
         assert not (t["train"] & t["test"]) and not (t["train"] & t["val"]) and not (t["val"] & t["test"])
     else:
-        t = {s: {c.attributes for c in sp[s] if c.attributes} for s in SPLIT_NAMES}
-        assert not (t["train"] & t["test"]) and not (t["train"] & t["val"]) and not (t["val"] & t["test"])
+        f = {s: set().union(*(class_families(c) for c in sp[s])) for s in SPLIT_NAMES}
+        assert not (f["train"] & f["test"]) and not (f["train"] & f["val"]) and not (f["val"] & f["test"])
 
 
 def test_no_patient_in_two_ecg_splits(splits, ptbxl):
@@ -160,5 +160,26 @@ def test_ecgqa_items_make_classes(ptbxl):
     items = [i for v in load_ecgqa(DATA, "template", ptbxl=ptbxl).values() for i in v]
     classes, rep = build_classes(items, min_items=10)
     assert classes and all(len(c) >= 10 for c in classes)
-    sp = split_classes(classes, ptbxl, by="attribute", seed=0)
+    sp = split_classes(classes, ptbxl, by="family", seed=0)
     assert sum(len(sp[s]) for s in SPLIT_NAMES) + len(sp.report.dropped) == len(classes)
+    by_answer = {}
+    for c in classes: by_answer.setdefault(question_key(c), {})[c.answer] = {e for it in c.items for e in it.ecg_ids}
+    assert all(not (a.get(("yes",), set()) & a.get(("no",), set())) for a in by_answer.values())  # the lead separates keys
+    assert any(len(c.attributes) == 2 and c.attributes[1].startswith("lead ") for c in classes)
+
+
+def test_text_answerable(splits):
+    verify = [c for c in splits.train if c.question_type == "single-verify"]
+    yes = next(c for c in verify if c.answer == ("yes",) and any(question_key(d) == question_key(c) and d.answer == ("no",) for d in verify))
+    no = next(c for c in verify if question_key(c) == question_key(yes) and c.answer == ("no",))
+    other = next(c for c in verify if question_key(c) != question_key(yes))
+    ep = Episode((), (), (yes.items[0], no.items[0], other.items[0], no.items[1]), (0, 1, 2, 1), (yes.key, no.key, other.key))
+    assert text_answerable(ep) == [False, False, True, False]
+    assert contrastive_share(ep) == pytest.approx(2 / 3)
+    for con in (False, True):
+        for ep in EpisodeSampler(splits.train, 5, 2, 3, seed=9, episodes=40, contrastive=con):
+            ta = text_answerable(ep)
+            assert len(ta) == len(ep.query) and all(isinstance(t, bool) for t in ta)
+            for q, lab, t in zip(ep.query, ep.query_labels, ta):
+                others = [k for i, k in enumerate(ep.classes) if i != lab and question_key(k) == question_key(q)]
+                assert t == (not others)  # True exactly when no other class of the episode asks the query's question

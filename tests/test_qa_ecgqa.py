@@ -9,7 +9,7 @@ import pytest
 
 from ecgmeta.data import ECGMetaError, PTBXL
 from ecgmeta.qa import (QAItem, generate_questions, load_ecgqa, normalize_answer, paraphrase, read_ecgqa_file,
-                        resolve, answer_text, GeneratorConfig)
+                        resolve, answer_text, GeneratorConfig, question_leads)
 
 DATA = Path(os.environ.get("ECGMETA_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
@@ -29,6 +29,36 @@ def test_ecgqa_sample_loads_and_resolves(ptbxl, version):
     assert rep.n_dropped == 0 and rep.missing_ecg_ids == ()
     assert all(e in ptbxl for i in items for e in i.ecg_ids)
     assert {i.n_ecgs for i in items} == {1, 2}
+
+
+@pytest.mark.parametrize("version", ["template", "paraphrased"])
+def test_ecgqa_lead_is_part_of_the_question_key(ptbxl, version):
+    "'static noise in lead aVL?' and '... in lead V1?' are different questions: no ECG is in both its yes and its no class."
+    from ecgmeta.episodes import build_classes, question_key
+    items = [i for v in load_ecgqa(DATA, version).values() for i in v]
+    lead_t = [i for i in items if i.template_id in (26, 28)]
+    assert len(lead_t) == 1287 and all(len(i.attributes) == 2 and i.attributes[1] == question_leads(i.question)[0] for i in lead_t)
+    assert all(i.attributes[1] in i.question for i in lead_t)
+    assert {len(i.attributes) for i in items if i.template_id not in (26, 28)} <= {0, 1}
+    keys = {}
+    for i in items: keys.setdefault(question_key(i), {}).setdefault(i.answer, set()).add(i.ecg_ids)
+    assert all(not (a.get(("yes",), set()) & a.get(("no",), set())) for a in keys.values())
+    # ECG-QA's question_id (shared by the paraphrases of a template question) ignores the lead too; the key is question_id + lead
+    pairs = {(question_key(i), (i.question_id, question_leads(i.question))) for i in items}
+    assert len(pairs) == len({k for k, _ in pairs}) == len({q for _, q in pairs}) > len({i.question_id for i in items})
+    classes, _ = build_classes(items, min_items=1)
+    by_key = {}
+    for c in classes: by_key.setdefault(question_key(c), []).append(c)
+    for cs in by_key.values():
+        ecgs = [{it.ecg_ids for it in c.items} for c in cs]  # the ECG (or ECG pair) an item asks about
+        assert all(not (a & b) for j, a in enumerate(ecgs) for b in ecgs[j + 1:])
+
+
+def test_question_leads():
+    assert question_leads("Does this ECG show static noise in lead aVL?") == ("lead aVL",)
+    assert question_leads("Is lead ii or lead III noisy? What about lead avr and Lead V6?") == ("lead II", "lead III", "lead aVR", "lead V6")
+    assert question_leads("Does this ECG show myocardial infarction in inferior leads?") == ()
+    assert question_leads("Is the lead in place?") == ()
 
 
 def _write(tmp_path, items, name="x.json"):
