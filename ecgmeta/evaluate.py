@@ -367,8 +367,8 @@ class EvalResult:
                                seed=self.config.seed, cluster=cluster, **filters)
 
     def text_answerable_counts(self) -> pd.DataFrame:
-        "Per source and question type: queries in all, and those the support's text alone answers (counted once per query)."
-        r = self.records.drop_duplicates(["source", "condition", "n_way", "k_shot", "episode", "query"])
+        "Per source and question type, at the main input condition (12 leads): queries, and those the support's text alone answers."
+        r = self.records[self.records.condition == Condition().name].drop_duplicates(["source", "n_way", "k_shot", "episode", "query"])
         g = r.groupby(["source", "question_type"])["text_answerable"]
         return pd.DataFrame({"queries": g.size(), "text_answerable": g.sum().astype(int)}).reset_index()
 
@@ -1069,7 +1069,7 @@ def question_sets(data_dir: Path,  # folder holding `ptbxl/` (and `ecgqa/`)
         fold = ptbxl.db.strat_fold.to_dict()
         its = [it for v in load_ecgqa(root, ptbxl=ptbxl).values() for it in v if all(fold.get(e) in ecgqa_folds for e in it.ecg_ids)]
         cs, _ = build_classes(keep(its), min_items=min_items)
-        out[f"official ECG-QA items (ECGs of folds {', '.join(map(str, ecgqa_folds))})"] = cs
+        out[f"official ECG-QA items (ECGs of fold{'s' if len(ecgqa_folds) > 1 else ''} {', '.join(map(str, ecgqa_folds))})"] = cs
     for p in qa_paths:
         its = read_ecgqa_file(Path(p))
         resolve(its, ptbxl)
