@@ -69,7 +69,7 @@ def main():
         d = d[(d.method == "meta") & (d.n_way == 5) & (d.k_shot == 5) & (d.condition == "12 leads") & (d.source == r.records.source.iloc[0])]
         mine = r.records[r.records.method == "meta"]
         k = ["question_type", "episode", "query"]
-        j = mine.set_index(k)[["ecg_ids"]].join(d.set_index(k)[["ecg_ids"]], rsuffix="_demo", how="inner")
+        j = mine[k + ["ecg_ids"]].merge(d[k + ["ecg_ids"]], on=k, suffixes=("", "_demo"))
         if j.empty or (j.ecg_ids.astype(str) != j.ecg_ids_demo.astype(str)).any():
             raise SystemExit("the demo run's episodes differ from these: evaluate with the demo's --episodes, split and config")
         both = pd.concat([mine.assign(method="paper"), d], ignore_index=True)
