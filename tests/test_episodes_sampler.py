@@ -15,14 +15,7 @@ from ecgmeta.qa import generate_questions, load_ecgqa
 DATA = Path(os.environ.get("ECGMETA_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
-@pytest.fixture(scope="module")
-def ptbxl():
-    return PTBXL(DATA / "ptbxl")
-
-
-@pytest.fixture(scope="module")
-def classes(ptbxl):
-    return build_classes(generate_questions(ptbxl, seed=0), min_items=10)[0]
+# the `ptbxl` and `classes` fixtures live in conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -21,14 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("ECGMETA_DATA", ROOT.parent / "shared" / "data"))
 
 
-@pytest.fixture(scope="module")
-def ptbxl():
-    return PTBXL(DATA / "ptbxl")
-
-
-@pytest.fixture(scope="module")
-def classes(ptbxl):
-    return build_classes(generate_questions(ptbxl, seed=0), min_items=10)[0]
+# the `ptbxl` and `classes` fixtures live in conftest.py
 
 
 def named(c) -> set[str]:
