@@ -32,16 +32,6 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def _override(d: dict, assignment: str) -> None:
-    "Apply `section.key=value` (value parsed as JSON when it can be) to the demo config dict `d`."
-    key, _, value = assignment.partition("=")
-    try: value = json.loads(value)
-    except json.JSONDecodeError: pass
-    *path, last = key.split(".")
-    for p in path: d = d.setdefault(p, {})
-    d[last] = value
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -57,11 +47,12 @@ def main():
     import numpy as np
     import pandas as pd
     import torch
-    from ecgmeta.evaluate import CONTROLS, DemoConfig, _default_demo_config, compare_methods, run_demo, summarize
+    from ecgmeta.evaluate import DemoConfig, _default_demo_config, compare_methods, run_demo
+    from ecgmeta.trainer import apply_overrides
 
     torch.set_num_threads(2)
     raw = json.loads(_default_demo_config().read_text())
-    for s in args.set: _override(raw, s)
+    apply_overrides(raw, args.set)
     out = Path(args.out or tempfile.mkdtemp(prefix="ecgmeta-seeds-"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo_config.json").write_text(json.dumps(raw, indent=1))

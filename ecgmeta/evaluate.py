@@ -400,10 +400,11 @@ def summarize(records: pd.DataFrame,  # `EvalResult.records`
     rows = []
     for key, g in r.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        cl = _clusters(g, cluster)
-        acc, lo, hi = bootstrap_ci(g["correct"].astype(float).to_numpy(), cl, n_boot, ci, seed)
+        ep = _clusters(g, "episode")
+        acc, lo, hi = bootstrap_ci(g["correct"].astype(float).to_numpy(), ep if cluster == "episode" else _clusters(g, cluster),
+                                   n_boot, ci, seed)
         rows.append(dict(zip(by, key), accuracy=acc, ci_low=lo, ci_high=hi, n_queries=len(g),
-                         n_episodes=len(set(_clusters(g, "episode"))), n_questions=g["question"].nunique()))
+                         n_episodes=len(set(ep)), n_questions=g["question"].nunique()))
     return pd.DataFrame(rows, columns=list(by) + ["accuracy", "ci_low", "ci_high", "n_queries", "n_episodes", "n_questions"])
 
 def compare_methods(records: pd.DataFrame,  # `EvalResult.records`
@@ -1263,7 +1264,6 @@ class DemoConfig:
     "Settings of `ecgmeta demo`: a meta-training run of fixed meta-steps and an evaluation of fixed episodes."
     train: dict  # `ecgmeta.trainer.MetaTrainConfig` fields (data_dir and out_dir are set by the demo)
     eval: EvalConfig  # evaluation settings
-    report_reserve_s: float = 60.0  # unused (kept so older demo configs load); budgets are counts, the clock only warns
     ecgqa: bool = True  # also evaluate on the official ECG-QA items
     split: str = "test"  # the demo is the final report: meta-test classes; "val" for design work (see `question_sets`)
 
@@ -1282,7 +1282,9 @@ class DemoConfig:
         try: evc = EvalConfig(**ev)
         except TypeError as e: raise ECGMetaError(f"{path}: bad 'eval' section ({e}); fields are those of EvalConfig") from e
         tr = dict(d.get("train", {})); tr.pop("_comment", None)
-        extra = {k: v for k, v in d.items() if k in ("report_reserve_s", "ecgqa", "split")}
+        if d.pop("report_reserve_s", None) is not None:  # older configs: budgets are counts now, the clock only warns
+            log.info("%s: 'report_reserve_s' is ignored (the demo's budgets are meta-steps and episodes)", path)
+        extra = {k: v for k, v in d.items() if k in ("ecgqa", "split")}
         if extra.get("split", "test") not in SPLIT_FOLDS: raise ECGMetaError(f"{path}: split should be 'val' or 'test', got {extra['split']!r}")
         return cls(train=tr, eval=evc, **extra)
 
@@ -1291,8 +1293,8 @@ def _move_earlier_demo(out: Path) -> Path | None:
     names = ["run", "report.md", "report.html", "records.csv", "summary.csv", "summary.json", "figures"]
     found = [n for n in names if (out / n).exists()]
     if not found: return None
-    dest = out / time.strftime("earlier-%Y%m%d-%H%M%S")
-    while dest.exists(): dest = dest.with_name(dest.name + "x")
+    from ecgmeta.trainer import aside_path
+    dest = aside_path(out / "earlier")
     dest.mkdir(parents=True)
     for n in found: (out / n).rename(dest / n)
     log.warning("%s held an earlier demo: moved %s into %s", out, ", ".join(found), dest)
@@ -1332,7 +1334,7 @@ def run_demo(data_dir: Path,  # folder holding ptbxl/ and ecgqa/
             "meta-learning": f"{tc.meta.algorithm}, {tc.meta.inner_steps} inner step(s) at lr {tc.meta.inner_lr}, "
                              f"{tc.meta_steps} meta-steps x {tc.meta.tasks_per_batch} task(s), {tc.n_way}-way {tc.k_shot}-shot {tc.q_query}-query",
             "best meta-val step": str(best.get("step")),
-            "class split": f"by {tc.split_by}, seed {tc.seed if tc.split_seed is None else tc.split_seed}; question types "
+            "class split": f"by {tc.split_by}, seed {tc.data_seed}; question types "
                            f"{list(tc.question_types) if tc.question_types else 'all'}; evaluated on {split} classes"
                            + (" (the locked meta-test split: no setting was chosen on it)" if split == "test" else " (meta-val: for design choices)"),
             "budgets": f"{tc.meta_steps} meta-steps, {ev.episodes} episodes per question type and grid cell (fixed: the same numbers on any machine)",

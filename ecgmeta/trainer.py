@@ -42,12 +42,13 @@ log = logging.getLogger(__name__)
 
 # %% auto #0
 __all__ = ['log', 'RESUME_FREE', 'RUN_FILES', 'TrainerError', 'CheckpointError', 'TrainingDivergedError', 'MetaTrainConfig',
-           'config_from_dict', 'packaged_config', 'load_config', 'MetaData', 'encoder_preprocess_config', 'build_data',
-           'question_items', 'class_splits', 'answer_vocabulary', 'fit_run_descriptors', 'build_model', 'PreparedBatch',
-           'PreparedTask', 'split_prepared', 'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots',
-           'slot_keys', 'expand_choices', 'prepare_task', 'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task',
-           'save_checkpoint', 'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics',
-           'plot_training', 'claim_run_dir', 'meta_train', 'launch_processes', 'register_cli']
+           'config_from_dict', 'packaged_config', 'load_config', 'apply_overrides', 'MetaData',
+           'encoder_preprocess_config', 'build_data', 'question_items', 'class_splits', 'answer_vocabulary',
+           'fit_run_descriptors', 'build_model', 'PreparedBatch', 'PreparedTask', 'split_prepared',
+           'prefix_cache_default', 'cache_prefixes', 'needs_slots', 'episode_slots', 'slot_keys', 'expand_choices',
+           'prepare_task', 'choice_loss', 'make_loss_fn', 'use_params', 'evaluate_task', 'save_checkpoint',
+           'latest_checkpoint', 'config_differences', 'load_checkpoint', 'read_metrics', 'plot_training', 'aside_path',
+           'claim_run_dir', 'meta_train', 'launch_processes', 'register_cli']
 
 # %% ../nbs/05a_trainer.ipynb #27df1e2a
 class TrainerError(ECGMetaError):
@@ -138,6 +139,11 @@ class MetaTrainConfig:
             raise TrainerError("query_loss='choice' scores every candidate of an item together and cannot split the query set "
                                f"into micro-batches (micro_batch={self.micro_batch}); set micro_batch=None or query_loss='lm'")
 
+    @property
+    def data_seed(self) -> int:
+        "The seed of the generated questions and the class split: `split_seed`, or `seed` when that is None."
+        return self.seed if self.split_seed is None else self.split_seed
+
     def to_dict(self) -> dict:
         "A JSON-serialisable dict (nested `meta`)."
         d = asdict(self)
@@ -189,6 +195,12 @@ def load_config(
         except FileNotFoundError: raise TrainerError(f"config file {path} does not exist; pass an existing JSON file") from None
         except json.JSONDecodeError as e: raise TrainerError(f"config file {path} is not valid JSON: {e}") from e
     d.pop("_comment", None)
+    return config_from_dict(apply_overrides(d, overrides))
+
+def apply_overrides(d: dict,  # a config as a (nested) dict; changed in place
+                    overrides: Sequence[str],  # "key=value" strings; dotted keys reach into sections (meta.inner_steps=3)
+                   ) -> dict:
+    "Set each `key=value` (value parsed as JSON when it can be) in the nested dict `d`; returns `d`."
     for o in overrides:
         if "=" not in o: raise TrainerError(f"an override must look like key=value, got {o!r}")
         k, v = o.split("=", 1)
@@ -196,7 +208,7 @@ def load_config(
         tgt = d
         for p in parts[:-1]: tgt = tgt.setdefault(p, {})
         tgt[parts[-1]] = _parse_value(v)
-    return config_from_dict(d)
+    return d
 
 # %% ../nbs/05a_trainer.ipynb #62a7cde7
 @dataclass
@@ -252,8 +264,7 @@ def question_items(config: MetaTrainConfig,  # the run's configuration (question
                   ) -> list:
     "Every question item of the run's question source, all types (generated ones seeded by the split seed)."
     from ecgmeta.qa import generate_questions, load_ecgqa
-    seed = config.seed if config.split_seed is None else config.split_seed
-    if config.questions == "generated": return generate_questions(ptbxl, seed=seed)
+    if config.questions == "generated": return generate_questions(ptbxl, seed=config.data_seed)
     return [it for v in load_ecgqa(Path(config.data_dir), ptbxl=ptbxl).values() for it in v]
 
 def class_splits(config: MetaTrainConfig,  # the run's configuration
@@ -265,8 +276,7 @@ def class_splits(config: MetaTrainConfig,  # the run's configuration
     items = question_items(config, ptbxl) if items is None else items
     if config.question_types is not None: items = [it for it in items if it.question_type in config.question_types]
     classes, _ = build_classes(items, min_items=config.min_items)
-    seed = config.seed if config.split_seed is None else config.split_seed
-    return split_classes(classes, ptbxl, by=config.split_by, seed=seed, min_items=config.min_items,
+    return split_classes(classes, ptbxl, by=config.split_by, seed=config.data_seed, min_items=config.min_items,
                          test_families=config.test_families, val_families=config.val_families)
 
 # %% ../nbs/05a_trainer.ipynb #e97b8ea9
@@ -727,6 +737,12 @@ def _validate(learner, tasks_fn, n, rank, world, loss_fn, config):
 
 RUN_FILES = ("metrics.jsonl", "metrics.csv", "checkpoints", "best", "model", "config.json", "training.png", "nan_report.json")  # what a run writes
 
+def aside_path(base: Path) -> Path:
+    "A path that does not exist yet: `base-<time>` (an `x` appended until it is free), where earlier results are moved."
+    dest = Path(f"{base}-{time.strftime('%Y%m%d-%H%M%S')}")
+    while dest.exists(): dest = dest.with_name(dest.name + "x")
+    return dest
+
 def claim_run_dir(out: Path,  # the run's output folder
                   resuming: bool,  # a checkpoint there will be resumed
                   overwrite: bool = False,  # move an earlier run aside instead of refusing
@@ -740,8 +756,7 @@ def claim_run_dir(out: Path,  # the run's output folder
         raise TrainerError(f"{out} already holds a run ({', '.join(found)}) and there is no checkpoint to resume (or resuming "
                            "was turned off); nothing was changed. Resume it (drop --no-resume), pass --overwrite to move it "
                            f"aside into {out.name}.replaced-<time>/, or choose another --out.")
-    dest = out.with_name(out.name + time.strftime(".replaced-%Y%m%d-%H%M%S"))
-    while dest.exists(): dest = dest.with_name(dest.name + "x")
+    dest = aside_path(out.with_name(out.name + ".replaced"))
     out.rename(dest); out.mkdir(parents=True)
     log.warning("moved the earlier run in %s to %s", out, dest)
     return dest
